@@ -1,0 +1,64 @@
+"""Event types produced by the policy stage."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from asr.frames import Transcript
+
+Severity = Literal["low", "medium", "high", "critical"]
+Suggestion = Literal["pass", "review", "block"]
+
+_ALERT_NAMESPACE = uuid.UUID("6b1f3c1e-5d0a-4c39-9a57-52a0d6f1e0aa")
+
+
+@dataclass(frozen=True, slots=True)
+class MatchSpan:
+    """Where a rule matched, as character offsets into ``Transcript.text`` (end exclusive)."""
+
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A policy verdict that something said breaks a rule.
+
+    Attributes:
+        alert_id: deterministic UUID (v5) of (segment id, rule id, span start): the same speech
+            matched by the same rule always yields the same id, so duplicates are harmless.
+        transcript: the transcript the verdict rests on.
+        category: rule pack category, e.g. ``abuse``.
+        severity: the category's severity.
+        suggestion: what the pack suggests (``review`` for low-confidence transcripts).
+        rule_id: the id of the term/rule that matched.
+        match: the matched span in the transcript text.
+        policy_hash: sha256 of the rule pack file in force.
+        policy_name / policy_version: from the rule pack.
+    """
+
+    alert_id: str
+    transcript: Transcript = field(repr=False)
+    category: str
+    severity: Severity
+    suggestion: Suggestion
+    rule_id: str
+    match: MatchSpan
+    policy_hash: str
+    policy_name: str = ""
+    policy_version: str = ""
+
+    @property
+    def room_id(self) -> str:
+        return self.transcript.room_id
+
+    @property
+    def speaker_id(self) -> str:
+        return self.transcript.speaker_id
+
+    @staticmethod
+    def make_id(segment_id: str, rule_id: str, span_start: int) -> str:
+        return str(uuid.uuid5(_ALERT_NAMESPACE, f"{segment_id}/{rule_id}/{span_start}"))
