@@ -24,8 +24,10 @@ demo: venv
 	$(BIN)/roomwarden demo
 
 ## The whole test suite (unit + integration against the real broker, model and WebRTC).
+# pytest exits 5 when it collected nothing: that is a failure here, not a pass.
 test: venv
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-unit: venv
 	$(BIN)/python -m pytest -q -ra -m "not integration"

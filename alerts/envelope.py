@@ -1,0 +1,324 @@
+"""Alerts and transcripts as Kafka records: CloudEvents 1.0, binary content mode.
+
+Binary mode (CloudEvents Kafka protocol binding): every attribute is a ``ce_<name>`` header
+(UTF-8), ``datacontenttype`` is the ``content-type`` header, and the Kafka value is the event
+data alone -- compact UTF-8 JSON, valid against ``alerts/schemas/<event>.v1.json``. The key is
+the room id (the CloudEvents ``partitionkey`` extension), so one room's events stay in order
+on one partition. Headers are produced by the ``cloudevents`` 2.x SDK's Kafka binding
+(``cloudevents.core.bindings.kafka.to_binary``), which also validates the attributes;
+:func:`decode_record` reads them back by hand (strictly: the SDK's ``from_binary`` would invent
+an id for a record without ``ce_id``), and stock SDK consumers read our records unchanged.
+
+Example record (alert)::
+
+    topic    roomwarden.alerts.v1
+    key      b"room-42"
+    headers  ce_specversion=1.0  ce_id=<alert_id>  ce_source=/roomwarden/roomwarden-0
+             ce_type=io.roomwarden.moderation.alert.v1  ce_time=2026-11-21T20:13:00.123000Z
+             ce_subject=rooms/room-42  ce_dataschema=urn:roomwarden:schema:alert.v1
+             content-type=application/json  ce_partitionkey=room-42
+    value    {"alert_id": ..., "room_id": "room-42", ...}
+
+Ids are deterministic (the alert id is a UUIDv5 of segment, rule and span; the transcript id a
+hash of segment and model), so a replayed segment yields the same ``ce_id`` and consumers
+deduplicate by it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from alerts.schemas import ALERT, TRANSCRIPT, EventSpec
+from asr.frames import Transcript
+from ingest.frames import SpeechSegment
+from policy.frames import Alert
+
+__all__ = [
+    "ALERTS_TOPIC",
+    "CONTENT_TYPE",
+    "EnvelopeError",
+    "TRANSCRIPTS_TOPIC",
+    "KafkaRecord",
+    "alert_data",
+    "alert_record",
+    "decode_record",
+    "rfc3339",
+    "transcript_data",
+    "transcript_record",
+]
+
+ALERTS_TOPIC = "roomwarden.alerts.v1"
+TRANSCRIPTS_TOPIC = "roomwarden.transcripts.v1"
+CONTENT_TYPE = "application/json"
+UNDETERMINED_LANGUAGE = "und"
+"""ISO 639-2 "undetermined": what ``language`` says when the model reported none."""
+
+_FORMAT = JSONFormat()
+_JSON_TYPE = re.compile(r"^application/([\w.+-]+\+)?json(\s*;.*)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    """One record ready for a Kafka producer.
+
+    Attributes:
+        topic: destination topic.
+        key: the room id, UTF-8 (partitioning: one room's records stay in order).
+        headers: ``ce_*`` attributes and ``content-type``, in aiokafka's ``[(str, bytes)]`` form.
+        value: the event data, UTF-8 JSON.
+    """
+
+    topic: str
+    key: bytes
+    headers: list[tuple[str, bytes]]
+    value: bytes
+
+    def header(self, name: str) -> bytes | None:
+        """The value of header ``name`` (last one wins), or None."""
+        found = None
+        for key, value in self.headers:
+            if key == name:
+                found = value
+        return found
+
+
+def rfc3339(unix_time: float) -> str:
+    """Unix time as RFC 3339 UTC with milliseconds, e.g. ``2026-11-21T20:13:00.123Z``."""
+    return _utc(unix_time).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _utc(unix_time: float) -> datetime:
+    """Unix time as an aware UTC datetime, truncated to the millisecond."""
+    dt = datetime.fromtimestamp(unix_time, tz=UTC)
+    return dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+
+
+def alert_data(alert: Alert, *, detected_at: float) -> dict[str, Any]:
+    """The JSON data of an alert event (schema ``alerts/schemas/alert.v1.json``)."""
+    transcript = alert.transcript
+    segment = transcript.segment
+    return {
+        "alert_id": alert.alert_id,
+        "room_id": segment.room_id,
+        "speaker_id": segment.speaker_id,
+        "segment_id": segment.segment_id,
+        "transcript_id": transcript.transcript_id,
+        "category": alert.category,
+        "severity": alert.severity,
+        "suggestion": alert.suggestion,
+        "rule_id": alert.rule_id,
+        "match": {"start": alert.match.start, "end": alert.match.end, "text": alert.match.text},
+        "text": transcript.text,
+        "confidence": _prob(transcript.confidence),
+        "confidence_class": transcript.confidence_class,
+        "language": transcript.language or UNDETERMINED_LANGUAGE,
+        "model_id": transcript.model_id,
+        "policy": {
+            "name": alert.policy_name,
+            "version": alert.policy_version,
+            "sha256": alert.policy_hash,
+        },
+        "speech": _speech(segment),
+        "detected_at": rfc3339(detected_at),
+    }
+
+
+def transcript_data(transcript: Transcript) -> dict[str, Any]:
+    """The JSON data of a transcript event (schema ``alerts/schemas/transcript.v1.json``)."""
+    segment = transcript.segment
+    return {
+        "transcript_id": transcript.transcript_id,
+        "segment_id": segment.segment_id,
+        "room_id": segment.room_id,
+        "speaker_id": segment.speaker_id,
+        "text": transcript.text,
+        "language": transcript.language or UNDETERMINED_LANGUAGE,
+        "words": [
+            {
+                "text": w.text,
+                "start_offset_s": _offset(w.start_offset_s),
+                "end_offset_s": _offset(w.end_offset_s),
+                "probability": _prob(w.probability),
+            }
+            for w in transcript.words
+        ],
+        "confidence": _prob(transcript.confidence),
+        "confidence_class": transcript.confidence_class,
+        "guard_reasons": list(transcript.guard_reasons),
+        "model_id": transcript.model_id,
+        "speech": _speech(segment),
+        "timings": {
+            "asr_seconds": _seconds(transcript.asr_seconds),
+            "queued_seconds": _seconds(transcript.queued_seconds),
+        },
+    }
+
+
+def alert_record(
+    alert: Alert,
+    *,
+    source: str,
+    topic: str = ALERTS_TOPIC,
+    detected_at: float | None = None,
+) -> KafkaRecord:
+    """An alert as a CloudEvents binary-mode Kafka record.
+
+    Args:
+        alert: the verdict.
+        source: CloudEvents ``source``, e.g. ``/roomwarden/<instance>``.
+        topic: destination topic.
+        detected_at: Unix time the alert was raised (``data.detected_at`` and ``ce_time``);
+            default: now.
+    """
+    when = time.time() if detected_at is None else detected_at
+    return _record(
+        ALERT,
+        topic=topic,
+        event_id=alert.alert_id,
+        source=source,
+        room_id=alert.room_id,
+        when=when,
+        data=alert_data(alert, detected_at=when),
+    )
+
+
+def transcript_record(
+    transcript: Transcript,
+    *,
+    source: str,
+    topic: str = TRANSCRIPTS_TOPIC,
+    produced_at: float | None = None,
+) -> KafkaRecord:
+    """A transcript as a CloudEvents binary-mode Kafka record.
+
+    Args:
+        transcript: what was said.
+        source: CloudEvents ``source``, e.g. ``/roomwarden/<instance>``.
+        topic: destination topic.
+        produced_at: Unix time the transcript was produced (``ce_time``); default: now.
+            The speech's own times are in ``data.speech``.
+    """
+    return _record(
+        TRANSCRIPT,
+        topic=topic,
+        event_id=transcript.transcript_id,
+        source=source,
+        room_id=transcript.room_id,
+        when=time.time() if produced_at is None else produced_at,
+        data=transcript_data(transcript),
+    )
+
+
+class EnvelopeError(ValueError):
+    """A record is not a RoomWarden CloudEvent in binary mode (missing attribute, not JSON)."""
+
+
+def decode_record(
+    headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes],
+    value: bytes,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Read a binary-mode record back: ``(attributes, data)``.
+
+    ``attributes`` maps CloudEvents attribute names (``id``, ``type``, ``time``, ...,
+    ``datacontenttype``) to their header strings, ready for
+    :func:`alerts.schemas.validate_attributes`; ``data`` is the parsed JSON value. Headers may
+    be aiokafka's ``((name, bytes), ...)`` or a mapping; names are case-insensitive. (The SDK's
+    ``from_binary`` is not used here because it invents a random id when ``ce_id`` is missing.)
+
+    Raises:
+        EnvelopeError: a required attribute (``specversion``, ``id``, ``source``, ``type``) is
+            missing or empty, ``specversion`` is not 1.0, the content type is not JSON, or
+            the value is not a JSON object.
+    """
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    attributes: dict[str, str] = {}
+    for name, raw in pairs:
+        lowered = name.lower()
+        if lowered.startswith(ce_kafka.CE_PREFIX):
+            attributes[lowered[len(ce_kafka.CE_PREFIX):]] = bytes(raw).decode("utf-8")
+        elif lowered == "content-type":
+            attributes["datacontenttype"] = bytes(raw).decode("utf-8")
+    missing = [a for a in ("specversion", "id", "source", "type") if not attributes.get(a)]
+    if missing:
+        names = ", ".join(f"ce_{m}" for m in missing)
+        raise EnvelopeError(f"not a binary-mode CloudEvent: no {names} header")
+    if attributes["specversion"] != "1.0":
+        raise EnvelopeError(f"unsupported CloudEvents specversion {attributes['specversion']!r}")
+    content_type = attributes.get("datacontenttype", CONTENT_TYPE)
+    if not _JSON_TYPE.match(content_type):
+        raise EnvelopeError(f"record data is {content_type!r}, not JSON")
+    try:
+        data = json.loads(value)
+    except (ValueError, TypeError) as exc:
+        raise EnvelopeError(f"record value is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EnvelopeError(f"record value is not a JSON object: {value[:80]!r}")
+    return attributes, data
+
+
+def _record(
+    spec: EventSpec,
+    *,
+    topic: str,
+    event_id: str,
+    source: str,
+    room_id: str,
+    when: float,
+    data: dict[str, Any],
+) -> KafkaRecord:
+    event = CloudEvent(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": source,
+            "type": spec.type,
+            "time": _utc(when),
+            "subject": f"rooms/{room_id}",
+            "dataschema": spec.dataschema,
+            "datacontenttype": CONTENT_TYPE,
+            "partitionkey": room_id,
+        },
+        # Serialised here rather than by the SDK: compact separators and raw UTF-8 (room text in
+        # any script stays readable); the SDK passes bytes through unchanged.
+        json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+    )
+    message = ce_kafka.to_binary(event, _FORMAT)
+    key = message.key
+    return KafkaRecord(
+        topic=topic,
+        key=key.encode("utf-8") if isinstance(key, str) else (key or b""),
+        headers=list(message.headers.items()),
+        value=message.value,
+    )
+
+
+def _speech(segment: SpeechSegment) -> dict[str, Any]:
+    return {
+        "start_offset_s": _offset(segment.start_offset_s),
+        "end_offset_s": _offset(segment.end_offset_s),
+        "start_time": rfc3339(segment.start_time),
+        "end_time": rfc3339(segment.end_time),
+    }
+
+
+def _offset(seconds: float) -> float:
+    """Stream offsets to the millisecond (the precision segment ids are built with)."""
+    return round(max(seconds, 0.0), 3)
+
+
+def _seconds(seconds: float) -> float:
+    return round(max(seconds, 0.0), 4)
+
+
+def _prob(p: float) -> float:
+    return round(min(max(p, 0.0), 1.0), 4)

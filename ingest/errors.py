@@ -1,0 +1,22 @@
+"""Errors the ingest stage raises for problems a user or a peer can fix."""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Audio could not be read: the message names the source (file, URL) and the reason."""
+
+
+class WhipError(IngestError):
+    """A WHIP server refused or broke a publish.
+
+    Attributes:
+        status: the HTTP status the server answered with (0 when no HTTP answer was received).
+        reason: the server's plain-text reason, or a description of what went wrong.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"WHIP publish failed ({status}): {reason}" if status
+                         else f"WHIP publish failed: {reason}")
+        self.status = status
+        self.reason = reason

@@ -1,0 +1,3 @@
+from roomwarden.cli import app
+
+app()

@@ -1,0 +1,182 @@
+"""Builds the stages from settings and serves HTTP (WHIP, /metrics, /healthz).
+
+This is the only place that knows every stage; ``cli`` calls it, nothing else imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from alerts.publisher import KafkaPublisher, PublisherParams
+from asr.frames import Transcript
+from asr.recognizer import AsrParams, WhisperRecognizer
+from ingest.ice import restrict_host_addresses
+from ingest.vad import VadParams
+from ingest.whip import WhipEndpoint
+from policy.engine import PolicyEngine
+from policy.rules import RulePack, default_pack_path
+from roomwarden.metrics import Metrics
+from roomwarden.runner import AlertCallback, Pipeline, Topics
+from roomwarden.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def vad_params(settings: Settings) -> VadParams:
+    return VadParams(**settings.vad.model_dump())
+
+
+def load_policy(settings: Settings) -> PolicyEngine:
+    """Load the rule pack; a broken pack raises ``RulePackError`` naming file and line."""
+    pack = RulePack.load(settings.policy.rules or default_pack_path())
+    log.info("policy_loaded", pack=pack.name, version=pack.version, sha256=pack.sha256,
+             rules=len(pack.rules))
+    return PolicyEngine(pack)
+
+
+def build_recognizer(settings: Settings) -> WhisperRecognizer:
+    a = settings.asr
+    return WhisperRecognizer(AsrParams(model=a.model, compute_type=a.compute_type,
+                                       cpu_threads=a.cpu_threads, beam_size=a.beam_size,
+                                       language=a.language))
+
+
+def build_publisher(settings: Settings, metrics: Metrics) -> KafkaPublisher:
+    k = settings.kafka
+    if not k.bootstrap_servers:
+        raise ValueError("kafka.bootstrap_servers is not set (ROOMWARDEN_KAFKA__BOOTSTRAP_SERVERS)")
+
+    def on_event(name: str, fields: dict[str, Any]) -> None:
+        if name == "send_failed":
+            metrics.publish_failures.inc()
+
+    publisher = KafkaPublisher(
+        PublisherParams(
+            bootstrap_servers=k.bootstrap_servers,
+            client_id=k.client_id,
+            acks=k.acks if k.acks == "all" else int(k.acks),
+            enable_idempotence=k.enable_idempotence,
+            linger_ms=k.linger_ms,
+            compression_type=None if k.compression_type == "none" else k.compression_type,
+            request_timeout_ms=k.request_timeout_ms,
+            buffer_max_records=k.buffer_max_records,
+        ),
+        on_event=on_event,
+    )
+    metrics.kafka_buffered.set_function(lambda: publisher.buffered)
+    metrics.kafka_connected.set_function(lambda: 1.0 if publisher.connected else 0.0)
+    return publisher
+
+
+@dataclass
+class Running:
+    """What :func:`running_pipeline` hands out while the pipeline runs."""
+
+    settings: Settings
+    metrics: Metrics
+    pipeline: Pipeline
+    publisher: KafkaPublisher | None
+    recognizer: WhisperRecognizer
+
+
+@asynccontextmanager
+async def running_pipeline(
+    settings: Settings,
+    *,
+    kafka: bool = True,
+    on_alert: AlertCallback | None = None,
+    on_transcript: Callable[[Transcript], None] | None = None,
+    metrics: Metrics | None = None,
+) -> AsyncIterator[Running]:
+    """Start recognizer, policy, publisher and pipeline; stop them all on exit (after draining)."""
+    metrics = metrics or Metrics()
+    policy = load_policy(settings)  # first: a broken rule pack fails before anything starts
+    # Loading verifies the model's sha256 and maps ~75 MB: keep it off the event loop.
+    recognizer = await asyncio.to_thread(build_recognizer, settings)
+    await asyncio.to_thread(recognizer.warmup)
+    publisher = build_publisher(settings, metrics) if kafka else None
+    if publisher is not None:
+        await publisher.start()
+    pipeline = Pipeline(
+        recognizer=recognizer,
+        policy=policy,
+        sink=publisher,
+        metrics=metrics,
+        source=f"/roomwarden/{settings.instance}",
+        topics=Topics(settings.kafka.alerts_topic, settings.kafka.transcripts_topic),
+        segment_queue=settings.pipeline.segment_queue,
+        transcript_queue=settings.pipeline.transcript_queue,
+        on_alert=on_alert,
+        on_transcript=on_transcript,
+    )
+    await pipeline.start()
+    try:
+        yield Running(settings, metrics, pipeline, publisher, recognizer)
+        await pipeline.drain()
+    finally:
+        await pipeline.stop()
+        if publisher is not None:
+            await publisher.stop()
+        recognizer.close()
+
+
+def make_web_app(running: Running) -> tuple[web.Application, WhipEndpoint]:
+    """The HTTP app: WHIP ingest, ``/metrics`` and ``/healthz``."""
+    settings, metrics = running.settings, running.metrics
+    restrict_host_addresses(settings.webrtc.ice_host_addresses)
+    token = settings.http.whip_token.get_secret_value() if settings.http.whip_token else None
+    if token is None:
+        log.warning("whip_open", reason="http.whip_token is not set: anyone can publish")
+
+    def on_event(name: str, fields: dict[str, Any]) -> None:
+        if name == "session_started":
+            metrics.whip_sessions.inc()
+        elif name == "session_ended":
+            metrics.whip_sessions.dec()
+        elif name == "offer_rejected":
+            metrics.whip_offers_rejected.labels(reason=str(fields.get("kind", "invalid"))).inc()
+
+    whip = WhipEndpoint(running.pipeline.segments, token=token, vad=vad_params(settings),
+                        on_event=on_event)
+    app = web.Application()
+    whip.add_to(app)
+
+    async def metrics_handler(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def health(_: web.Request) -> web.Response:
+        kafka_ok = running.publisher is None or running.publisher.connected
+        return web.json_response({"ok": kafka_ok, "kafka_connected": kafka_ok},
+                                 status=200 if kafka_ok else 503)
+
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", health)
+    return app, whip
+
+
+@asynccontextmanager
+async def serving(running: Running, host: str, port: int) -> AsyncIterator[str]:
+    """Serve the HTTP app; yields the base URL actually bound (port 0 picks a free one)."""
+    app, whip = make_web_app(running)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+    url = f"http://{host}:{bound[1]}"
+    log.info("http_listening", url=url, whip=f"{url}/whip/{{room}}/{{speaker}}",
+             metrics=f"{url}/metrics")
+    try:
+        yield url
+    finally:
+        await whip.close()
+        await runner.cleanup()

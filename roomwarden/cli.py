@@ -1,0 +1,125 @@
+"""The ``roomwarden`` command (typer).
+
+    roomwarden serve      WHIP endpoint + pipeline + /metrics, against the configured Kafka
+    roomwarden demo       everything embedded: local broker, bundled model, sample room
+    roomwarden moderate   the pipeline over recorded files, one speaker per file
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+from pydantic import ValidationError
+
+from roomwarden.logs import configure_logging
+from roomwarden.settings import ConfigFileError, Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="RoomWarden: real-time moderation for live voice rooms.")
+log = structlog.get_logger(__name__)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")]
+
+
+def _settings(config: Path | None, **overrides: object) -> Settings:
+    try:
+        settings = load_settings(config, **overrides)
+    except (ConfigFileError, ValidationError) as exc:
+        typer.echo(f"roomwarden: bad configuration: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    configure_logging(settings.log.level, settings.log.format)
+    return settings
+
+
+def _run(coro: object) -> int:
+    """Run the command; turn the errors a user can fix into one clear line and exit 2."""
+    from asr.models import ModelIntegrityError, ModelNotFoundError
+    from ingest.errors import IngestError
+    from policy.rules import RulePackError
+
+    try:
+        return int(asyncio.run(coro))  # type: ignore[arg-type]
+    except (RulePackError, ModelIntegrityError, ModelNotFoundError, IngestError,
+            ValueError) as exc:
+        typer.echo(f"roomwarden: {exc}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (http.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (http.port).")] = None,
+) -> None:
+    """Serve the WHIP endpoint, the pipeline and /metrics against the configured Kafka."""
+    settings = _settings(config)
+    if host is not None:
+        settings.http.host = host
+    if port is not None:
+        settings.http.port = port
+    if not settings.kafka.bootstrap_servers:
+        typer.echo("roomwarden: set kafka.bootstrap_servers (ROOMWARDEN_KAFKA__BOOTSTRAP_SERVERS)"
+                   " -- or try `roomwarden demo`, which embeds a broker", err=True)
+        raise typer.Exit(2)
+
+    async def main() -> int:
+        from roomwarden.app import running_pipeline, serving
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with running_pipeline(settings) as running:
+            async with serving(running, settings.http.host, settings.http.port):
+                await stop.wait()
+                log.info("shutting_down")
+        return 0
+
+    raise typer.Exit(_run(main()))
+
+
+@app.command()
+def demo(config: ConfigOpt = None) -> None:
+    """Run the sample room end to end on embedded defaults and check every alert."""
+    settings = _settings(config)
+    from roomwarden.demo import run_demo
+
+    raise typer.Exit(_run(run_demo(settings)))
+
+
+@app.command()
+def moderate(
+    files: Annotated[list[Path], typer.Argument(help="Audio files, one speaker each.")],
+    room: Annotated[str, typer.Option("--room", help="Room id for all files.")] = "local",
+    rules: Annotated[Path | None, typer.Option("--rules", help="Rule pack YAML.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="CloudEvents JSON lines on stdout.")]
+    = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Moderate recorded audio files (each file is one speaker of the room)."""
+    settings = _settings(config)
+    if rules is not None:
+        settings.policy.rules = rules
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        typer.echo(f"roomwarden: no such file: {', '.join(missing)}", err=True)
+        raise typer.Exit(2)
+    from roomwarden.moderate import run_moderate
+
+    raise typer.Exit(_run(run_moderate(settings, files, room_id=room, as_json=as_json)))
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,189 @@
+"""The pipeline: segments -> ASR -> policy -> Kafka, joined by bounded queues.
+
+One task per stage. Queues are bounded, so a slow stage pushes back on the one before it instead
+of letting memory grow. Metrics are observed here, where items cross from one stage to the
+next, so the stages themselves stay free of Prometheus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from alerts.envelope import KafkaRecord, alert_record, transcript_record
+from asr.frames import Transcript
+from asr.recognizer import SpeechRecognizer
+from ingest.frames import SpeechSegment
+from policy.engine import PolicyEngine
+from policy.frames import Alert
+from roomwarden.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+
+class RecordSink(Protocol):
+    """Where records go. ``KafkaPublisher`` is the real one; ``publish`` returns the ack."""
+
+    async def publish(self, record: KafkaRecord) -> asyncio.Future[object]: ...
+
+
+AlertCallback = Callable[[Alert, float | None], None]
+"""Called once an alert is delivered, with end-of-speech -> ack latency (None without Kafka)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    alerts: str = "roomwarden.alerts.v1"
+    transcripts: str = "roomwarden.transcripts.v1"
+
+
+class Pipeline:
+    """Runs ASR and policy over the segments put on :attr:`segments`, publishing to a sink.
+
+    Args:
+        recognizer: speech to text.
+        policy: rule evaluation. Swappable at run time (:meth:`set_policy`).
+        sink: the record sink (Kafka). ``None`` keeps alerts in-process (``moderate`` w/o Kafka).
+        metrics: where observations go.
+        source: CloudEvents ``source`` attribute of every record.
+        topics: topic names.
+        segment_queue / transcript_queue: queue bounds.
+        on_alert: called for each alert once delivered.
+        on_transcript: called for each transcript after policy ran (progress reporting).
+    """
+
+    def __init__(
+        self,
+        *,
+        recognizer: SpeechRecognizer,
+        policy: PolicyEngine,
+        sink: RecordSink | None,
+        metrics: Metrics,
+        source: str,
+        topics: Topics = Topics(),
+        segment_queue: int = 256,
+        transcript_queue: int = 256,
+        on_alert: AlertCallback | None = None,
+        on_transcript: Callable[[Transcript], None] | None = None,
+    ) -> None:
+        self.segments: asyncio.Queue[SpeechSegment] = asyncio.Queue(segment_queue)
+        self._transcripts: asyncio.Queue[Transcript] = asyncio.Queue(transcript_queue)
+        self._recognizer = recognizer
+        self._policy = policy
+        self._sink = sink
+        self._metrics = metrics
+        self._source = source
+        self._topics = topics
+        self._on_alert = on_alert
+        self._on_transcript = on_transcript
+        self._tasks: list[asyncio.Task[None]] = []
+        self._acks: set[asyncio.Task[None]] = set()
+        self.alerts: list[Alert] = []
+        """Every alert raised so far (delivered or not), in order."""
+        metrics.watch_queue("segments", self.segments.qsize)
+        metrics.watch_queue("transcripts", self._transcripts.qsize)
+
+    def set_policy(self, policy: PolicyEngine) -> None:
+        self._policy = policy
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._asr_loop(), name="asr"),
+            asyncio.create_task(self._policy_loop(), name="policy"),
+        ]
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far has been transcribed, judged and acked."""
+        await self.segments.join()
+        await self._transcripts.join()
+        while self._acks:
+            await asyncio.gather(*list(self._acks), return_exceptions=True)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for task in list(self._acks):
+            task.cancel()
+
+    async def _asr_loop(self) -> None:
+        while True:
+            segment = await self.segments.get()
+            try:
+                self._metrics.segments.inc()
+                self._metrics.segment_duration.observe(segment.duration_s)
+                transcript = await self._recognizer.transcribe(segment)
+                self._metrics.asr_audio.inc(segment.duration_s)
+                self._metrics.asr_decode.observe(transcript.asr_seconds)
+                self._metrics.asr_queue_wait.observe(transcript.queued_seconds)
+                await self._transcripts.put(transcript)
+            except Exception:
+                self._metrics.stage_errors.labels(stage="asr").inc()
+                log.exception("asr_failed", room_id=segment.room_id, speaker_id=segment.speaker_id,
+                              segment_id=segment.segment_id)
+            finally:
+                self.segments.task_done()
+
+    async def _policy_loop(self) -> None:
+        while True:
+            transcript = await self._transcripts.get()
+            try:
+                await self._judge(transcript)
+            except Exception:
+                self._metrics.stage_errors.labels(stage="policy").inc()
+                log.exception("policy_failed", transcript_id=transcript.transcript_id)
+            finally:
+                self._transcripts.task_done()
+
+    async def _judge(self, transcript: Transcript) -> None:
+        self._metrics.transcripts.labels(confidence_class=transcript.confidence_class).inc()
+        alerts = self._policy.evaluate(transcript)
+        if self._on_transcript is not None:
+            self._on_transcript(transcript)
+        if transcript.text:
+            log.info("transcript", room_id=transcript.room_id, speaker_id=transcript.speaker_id,
+                     text=transcript.text, confidence_class=transcript.confidence_class)
+        await self._send(transcript_record(transcript, source=self._source,
+                                           topic=self._topics.transcripts), None)
+        for alert in alerts:
+            self.alerts.append(alert)
+            self._metrics.alerts.labels(category=alert.category).inc()
+            log.warning("alert", room_id=alert.room_id, speaker_id=alert.speaker_id,
+                        category=alert.category, rule_id=alert.rule_id, alert_id=alert.alert_id)
+            await self._send(alert_record(alert, source=self._source, topic=self._topics.alerts),
+                             alert)
+
+    async def _send(self, record: KafkaRecord, alert: Alert | None) -> None:
+        if self._sink is None:
+            if alert is not None and self._on_alert is not None:
+                self._on_alert(alert, None)
+            return
+        # publish() may wait for buffer space (back-pressure); the ack is awaited off this loop
+        # so one slow ack never holds back judging the next transcript.
+        ack = await self._sink.publish(record)
+        task = asyncio.create_task(self._await_ack(ack, record, alert))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    async def _await_ack(self, ack: Awaitable[object], record: KafkaRecord,
+                         alert: Alert | None) -> None:
+        try:
+            await ack
+        except Exception:
+            log.exception("record_not_delivered", topic=record.topic)
+            return
+        self._metrics.published.labels(topic=record.topic).inc()
+        if alert is None:
+            return
+        latency = time.monotonic() - alert.transcript.segment.end_monotonic
+        self._metrics.alert_latency.observe(latency)
+        if self._on_alert is not None:
+            self._on_alert(alert, latency)

@@ -1,0 +1,177 @@
+"""All of RoomWarden's settings, in one pydantic-settings tree.
+
+Sources, highest priority first: explicit values passed by the CLI, environment variables
+(``ROOMWARDEN_`` prefix, ``__`` between nesting levels, e.g.
+``ROOMWARDEN_KAFKA__BOOTSTRAP_SERVERS=kafka:9092``), the TOML file named by ``--config`` or
+``ROOMWARDEN_CONFIG``, then the defaults below. Every field says what it is for where it is
+defined (the aiokafka habit), so this file doubles as the configuration reference.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "ROOMWARDEN_CONFIG"
+
+
+class KafkaSettings(BaseModel):
+    """Where alerts and transcripts go (``ROOMWARDEN_KAFKA__*``)."""
+
+    bootstrap_servers: str | None = None
+    """``host:port[,host:port]``. Unset: ``demo`` starts the embedded broker; ``serve`` refuses."""
+    client_id: str = "roomwarden"
+    """Kafka client id, visible in broker logs and quotas."""
+    alerts_topic: str = "roomwarden.alerts.v1"
+    """Topic for alert CloudEvents (key = room id, so one room's alerts stay ordered)."""
+    transcripts_topic: str = "roomwarden.transcripts.v1"
+    """Topic for every transcript, flagged or not (the audit trail's raw material)."""
+    acks: Literal["all", "1", "0"] = "all"
+    """Producer acks. ``all``: an alert counts as delivered only once every in-sync replica has it."""
+    enable_idempotence: bool = False
+    """Idempotent producer. Turn on for Apache Kafka; the embedded Tansu broker rejects
+    InitProducerId. Alert ids are deterministic, so consumers dedupe either way."""
+    linger_ms: int = 5
+    """How long the producer waits to fill a batch. 5 ms costs little latency, saves requests."""
+    compression_type: Literal["gzip", "none"] = "gzip"
+    """Record batch compression (codecs needing no extra native package)."""
+    request_timeout_ms: int = 10_000
+    """How long one produce request may take before it is retried."""
+    buffer_max_records: int = 10_000
+    """Records held in memory while Kafka is unreachable; publishing waits when it is full
+    (``roomwarden_kafka_buffered_records`` shows the fill)."""
+
+
+class HttpSettings(BaseModel):
+    """The HTTP server: WHIP endpoint, ``/metrics``, ``/healthz`` (``ROOMWARDEN_HTTP__*``)."""
+
+    host: str = "0.0.0.0"
+    """Address to listen on. ``demo`` overrides it with 127.0.0.1."""
+    port: int = 8080
+    """Port to listen on (0 = any free port)."""
+    whip_token: SecretStr | None = None
+    """Bearer token every WHIP request must carry. Unset: WHIP is open (say so in logs)."""
+
+
+class WebRtcSettings(BaseModel):
+    """WebRTC transport (``ROOMWARDEN_WEBRTC__*``)."""
+
+    ice_host_addresses: list[str] | None = None
+    """Restrict ICE host candidates to these addresses (e.g. ``["127.0.0.1"]`` for loopback
+    demos, or the media-facing NIC's address). Unset: every non-loopback address of the host."""
+
+
+class VadSettings(BaseModel):
+    """Speech segmentation (``ROOMWARDEN_VAD__*``); see ``ingest.vad.VadParams``."""
+
+    aggressiveness: int = Field(2, ge=0, le=3)
+    """webrtcvad mode 0-3: higher rejects more non-speech (and more quiet speech)."""
+    frame_ms: Literal[10, 20, 30] = 30
+    """VAD frame length (webrtcvad accepts 10, 20 or 30 ms)."""
+    pre_roll_ms: int = 300
+    """Audio kept before detected onset, so the first syllable is not clipped."""
+    hangover_ms: int = 450
+    """Silence that ends an utterance. The main latency knob: alerts cannot come sooner."""
+    min_speech_ms: int = 250
+    """Voiced runs shorter than this are dropped (clicks, coughs)."""
+    max_segment_s: float = 15.0
+    """Long monologues are force-split here so alerts are not held back by a speaker who never
+    pauses."""
+
+
+class AsrSettings(BaseModel):
+    """Speech recognition (``ROOMWARDEN_ASR__*``); see ``asr.recognizer.AsrParams``."""
+
+    model: str = "tiny.en"
+    """A registry name (``tiny.en``: bundled, verified by sha256) or a CTranslate2 model dir."""
+    compute_type: str = "int8"
+    """CTranslate2 compute type. int8 is ~2x faster than float32 on CPU at nearly equal WER."""
+    cpu_threads: int = 2
+    """Threads for one decode. Defaults to this machine's 2 cores."""
+    beam_size: int = 1
+    """Greedy decoding: a beam buys little accuracy for short utterances and costs latency."""
+    language: str | None = "en"
+    """Decode language; unset = detect per segment (needs a multilingual model)."""
+
+
+class PolicySettings(BaseModel):
+    """The rule pack (``ROOMWARDEN_POLICY__*``)."""
+
+    rules: Path | None = None
+    """Rule pack YAML. Unset: the default pack shipped in ``policy/packs/default.yaml``."""
+
+
+class PipelineSettings(BaseModel):
+    """Queues between stages (``ROOMWARDEN_PIPELINE__*``). Bounded, so memory is bounded."""
+
+    segment_queue: int = 256
+    """Speech segments waiting for ASR."""
+    transcript_queue: int = 256
+    """Transcripts waiting for policy and publishing."""
+
+
+class LogSettings(BaseModel):
+    """Logging (``ROOMWARDEN_LOG__*``)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    """``auto``: human-readable on a terminal, JSON lines otherwise."""
+
+
+class Settings(BaseSettings):
+    """The root of the settings tree."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROOMWARDEN_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    instance: str = "roomwarden-0"
+    """Name of this process; becomes the CloudEvents ``source`` (``/roomwarden/<instance>``)."""
+    kafka: KafkaSettings = KafkaSettings()
+    http: HttpSettings = HttpSettings()
+    webrtc: WebRtcSettings = WebRtcSettings()
+    vad: VadSettings = VadSettings()
+    asr: AsrSettings = AsrSettings()
+    policy: PolicySettings = PolicySettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get(CONFIG_ENV)
+        if config:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+
+class ConfigFileError(Exception):
+    """The TOML file named by ``--config`` is missing or unreadable."""
+
+
+def load_settings(config: Path | None = None, **overrides: object) -> Settings:
+    """Build settings from env + an optional TOML file, with explicit overrides on top."""
+    if config is not None:
+        if not config.is_file():
+            raise ConfigFileError(f"config file {config} does not exist")
+        os.environ[CONFIG_ENV] = str(config)
+    elif (env_config := os.environ.get(CONFIG_ENV)) and not Path(env_config).is_file():
+        raise ConfigFileError(f"{CONFIG_ENV}={env_config}: no such file")
+    return Settings(**overrides)  # type: ignore[arg-type]
