@@ -50,7 +50,8 @@ async def main(speakers: tuple[int, ...]) -> str:
     asr = await bench_asr(room)
     base = asr[0]
     lines += ["## ASR throughput (tiny.en int8, sample-room VAD segments)", "",
-              "| decoder | audio s | CPU s | audio s per CPU s | x real time (wall) | vs baseline |",
+              "| decoder | audio s | CPU s | audio s per CPU s | x real time (wall) "
+              "| vs baseline |",
               "|---|---:|---:|---:|---:|---:|"]
     for r in asr:
         lines.append(f"| {r.name} | {r.audio_s:.1f} | {r.cpu_s:.2f} | {r.per_cpu_s:.2f} | "

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -89,7 +90,10 @@ def serve(
 @app.command()
 def demo(config: ConfigOpt = None) -> None:
     """Run the sample room end to end on embedded defaults and check every alert."""
-    settings = _settings(config)
+    # The demo's own output is the live alert list; logs only when something goes wrong,
+    # unless the user asked for a level.
+    overrides = {} if "ROOMWARDEN_LOG__LEVEL" in os.environ else {"log": {"level": "error"}}
+    settings = _settings(config, **overrides)
     from roomwarden.demo import run_demo
 
     raise typer.Exit(_run(run_demo(settings)))

@@ -54,7 +54,7 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
             seg = alert.transcript.segment
             lat = f"{latency:.2f} s after end of speech" if latency is not None else ""
             print(f"  [{_clock(seg.start_offset_s)}-{_clock(seg.end_offset_s)}] ALERT "
-                  f"{alert.speaker_id:<6} {alert.category}/{alert.severity:<8} "
+                  f"{alert.speaker_id:<6} {alert.category + '/' + alert.severity:<16} "
                   f"rule={alert.rule_id} \"{alert.match.text}\" in \"{alert.transcript.text}\" "
                   f"({lat})", file=out, flush=True)
 

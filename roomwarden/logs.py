@@ -11,6 +11,16 @@ import sys
 import structlog
 
 
+class _StderrLogger:
+    """Writes to whatever ``sys.stderr`` is *now*: tests and CLI runners swap it, and a logger
+    that kept the old stream would write to a closed file."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     """Configure structlog (and route stdlib logging, e.g. aiokafka's, through stderr)."""
     lvl = getattr(logging, level.upper())
@@ -29,7 +39,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_: _StderrLogger(),
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(stream=sys.stderr, level=max(lvl, logging.WARNING), force=True)

@@ -44,7 +44,7 @@ async def read_records(
     topic: str,
     since: dict[int, int] | None = None,
     *,
-    timeout: float = 10.0,
+    within_s: float = 10.0,
 ) -> list[ConsumedRecord]:
     """Every record of ``topic`` from offsets ``since`` (default: the start) up to its end now."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -63,7 +63,7 @@ async def read_records(
             start = (since or {}).get(tp.partition, 0)
             consumer.seek(tp, start)
         pending = {tp for tp in tps if (await consumer.position(tp)) < ends[tp]}
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within_s
         while pending and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for tp, msgs in batch.items():
@@ -76,7 +76,7 @@ async def read_records(
                     pending.discard(tp)
             await asyncio.sleep(0)
         if pending:
-            raise TimeoutError(f"read back of {topic} incomplete after {timeout:.0f} s")
+            raise TimeoutError(f"read back of {topic} incomplete after {within_s:.0f} s")
         return out
     finally:
         await consumer.stop()

@@ -36,7 +36,7 @@ class KafkaSettings(BaseModel):
     transcripts_topic: str = "roomwarden.transcripts.v1"
     """Topic for every transcript, flagged or not (the audit trail's raw material)."""
     acks: Literal["all", "1", "0"] = "all"
-    """Producer acks. ``all``: an alert counts as delivered only once every in-sync replica has it."""
+    """Producer acks. ``all``: an alert counts as delivered once every in-sync replica has it."""
     enable_idempotence: bool = False
     """Idempotent producer. Turn on for Apache Kafka; the embedded Tansu broker rejects
     InitProducerId. Alert ids are deterministic, so consumers dedupe either way."""
