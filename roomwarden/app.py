@@ -6,7 +6,7 @@ This is the only place that knows every stage; ``cli`` calls it, nothing else im
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +54,7 @@ def build_publisher(settings: Settings, metrics: Metrics) -> KafkaPublisher:
     if not k.bootstrap_servers:
         raise ValueError("kafka.bootstrap_servers is not set (ROOMWARDEN_KAFKA__BOOTSTRAP_SERVERS)")
 
-    def on_event(name: str, fields: dict[str, Any]) -> None:
+    def on_event(name: str, fields: Mapping[str, Any]) -> None:
         if name == "send_failed":
             metrics.publish_failures.inc()
 
@@ -62,7 +62,7 @@ def build_publisher(settings: Settings, metrics: Metrics) -> KafkaPublisher:
         PublisherParams(
             bootstrap_servers=k.bootstrap_servers,
             client_id=k.client_id,
-            acks=k.acks if k.acks == "all" else int(k.acks),
+            acks=k.acks,
             enable_idempotence=k.enable_idempotence,
             linger_ms=k.linger_ms,
             compression_type=None if k.compression_type == "none" else k.compression_type,

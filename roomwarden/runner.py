@@ -30,7 +30,7 @@ log = structlog.get_logger(__name__)
 class RecordSink(Protocol):
     """Where records go. ``KafkaPublisher`` is the real one; ``publish`` returns the ack."""
 
-    async def publish(self, record: KafkaRecord) -> asyncio.Future[object]: ...
+    async def publish(self, record: KafkaRecord) -> Awaitable[object]: ...
 
 
 AlertCallback = Callable[[Alert, float | None], None]

@@ -73,7 +73,7 @@ class WebRtcSettings(BaseModel):
 class VadSettings(BaseModel):
     """Speech segmentation (``ROOMWARDEN_VAD__*``); see ``ingest.vad.VadParams``."""
 
-    aggressiveness: int = Field(2, ge=0, le=3)
+    aggressiveness: int = Field(default=2, ge=0, le=3)
     """webrtcvad mode 0-3: higher rejects more non-speech (and more quiet speech)."""
     frame_ms: Literal[10, 20, 30] = 30
     """VAD frame length (webrtcvad accepts 10, 20 or 30 ms)."""

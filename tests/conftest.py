@@ -9,6 +9,7 @@ other's records.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,9 +19,11 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from asr.frames import ConfidenceClass, Transcript, Word
+from asr.recognizer import transcript_id
 from ingest.frames import SpeechSegment
 from policy.frames import Alert, MatchSpan
 from roomwarden.broker import LocalBroker
+from tests.fakes_asr import make_segment
 
 KafkaConsume = Callable[[str, str, int, float], Awaitable[list[ConsumerRecord]]]
 EVENT_T0 = 1_763_755_200.0
@@ -94,25 +97,21 @@ POLICY_SHA256 = hashlib.sha256(b"default pack").hexdigest()
 def build_segment(room: str = "room-42", speaker: str = "alice", offset: float = 12.5,
                   pcm: bytes = b"\x01\x00" * 16_000) -> SpeechSegment:
     """One second of speech starting ``offset`` s into the speaker's stream."""
-    return SpeechSegment(
-        room_id=room, speaker_id=speaker,
-        segment_id=SpeechSegment.make_id(room, speaker, offset, pcm), seq=3, pcm=pcm,
-        start_offset_s=offset, end_offset_s=offset + 1.0,
-        start_time=EVENT_T0 + offset, end_time=EVENT_T0 + offset + 1.0, end_monotonic=100.0,
-        stream_id="stream-1")
+    segment = make_segment(pcm, start_offset_s=offset, room_id=room, speaker_id=speaker, seq=3,
+                           start_time=EVENT_T0)
+    return dataclasses.replace(segment, end_monotonic=100.0)
 
 
 def build_transcript(segment: SpeechSegment | None = None, text: str = "you are an idiot",
                      confidence: float = 0.91, language: str = "en",
                      confidence_class: ConfidenceClass = "confident") -> Transcript:
     segment = segment or build_segment()
-    h = hashlib.blake2b(digest_size=16)  # the recognizer's derivation: segment id + model id
-    h.update(segment.segment_id.encode() + b"\0" + MODEL_ID.encode())
     start = segment.start_offset_s
     words = tuple(Word(w, start + 0.2 * i, start + 0.2 * i + 0.18, 0.9)
                   for i, w in enumerate(text.split()))
     return Transcript(
-        segment=segment, transcript_id=h.hexdigest(), text=text, language=language,
+        segment=segment, transcript_id=transcript_id(segment.segment_id, MODEL_ID), text=text,
+        language=language,
         words=words, confidence=confidence, confidence_class=confidence_class,
         model_id=MODEL_ID, asr_seconds=0.0412345, queued_seconds=0.0031,
         guard_reasons=() if confidence_class == "confident" else ("low_avg_logprob",))
