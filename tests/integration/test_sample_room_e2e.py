@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.envelope import decode_record
 from alerts.schemas import validate
@@ -51,6 +53,17 @@ async def test_sample_room_over_webrtc_to_kafka(kafka_broker: str) -> None:
                 publish_file(f"{url}/whip/{room.room_id}/{speaker}", path)
                 for speaker, path in room.speakers.items()
             ))
+            await running.pipeline.drain()
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{url}/metrics") as resp:
+                    exposition = await resp.text()
+                async with http.get(f"{url}/healthz") as resp:
+                    assert resp.status == 200
+    metrics = {s.name: s.value for fam in text_string_to_metric_families(exposition)
+               for s in fam.samples}
+    assert metrics["roomwarden_alert_latency_seconds_count"] == len(room.expected)
+    assert metrics["roomwarden_whip_sessions"] == 0
+    assert metrics["roomwarden_segments_total"] >= len(room.utterances)
     records = await read_records(kafka_broker, topic, since)
     events = []
     for rec in records:
