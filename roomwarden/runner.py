@@ -149,7 +149,7 @@ class Pipeline:
         if self._on_transcript is not None:
             self._on_transcript(transcript)
         if transcript.text:
-            log.info("transcript", room_id=transcript.room_id, speaker_id=transcript.speaker_id,
+            log.debug("transcript", room_id=transcript.room_id, speaker_id=transcript.speaker_id,
                      text=transcript.text, confidence_class=transcript.confidence_class)
         await self._send(transcript_record(transcript, source=self._source,
                                            topic=self._topics.transcripts), None)

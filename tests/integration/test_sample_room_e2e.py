@@ -74,6 +74,10 @@ async def test_sample_room_over_webrtc_to_kafka(kafka_broker: str) -> None:
         assert rec.key == room.room_id.encode()
         assert attrs["id"] == data["alert_id"]
         events.append(data)
+    transcripts = await read_records(kafka_broker, settings.kafka.transcripts_topic)
+    for rec in transcripts:
+        _, data = decode_record(list(rec.headers), rec.value)
+        validate("transcript", data)
     check = check_alerts(room, observed_from_events(events, room.room_id))
     assert not check.missing, f"expected alerts missing: {check.missing}"
     assert not check.unexpected, f"alerts on benign/near-miss speech: {check.unexpected}"
