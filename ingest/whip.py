@@ -37,9 +37,9 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 
 from ingest.frames import SpeechSegment
+from ingest.stream_session import EventHook, StreamSession
 from ingest.vad import SpeechSegmenter, VadParams
 from ingest.whip_checks import SDP, Rejected, check_bearer, check_id, parse_offer
-from ingest.whip_session import EventHook, WhipSession
 
 log = structlog.get_logger(__name__)
 
@@ -86,8 +86,8 @@ class WhipEndpoint:
         self._ice_servers = list(ice_servers)
         self._connect_timeout_s = connect_timeout_s
         self._negotiate_timeout_s = negotiate_timeout_s
-        self._sessions: dict[str, WhipSession] = {}
-        self._by_speaker: dict[tuple[str, str], WhipSession] = {}
+        self._sessions: dict[str, StreamSession] = {}
+        self._by_speaker: dict[tuple[str, str], StreamSession] = {}
         self._negotiating = 0
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()  # keeps background tasks referenced
@@ -177,10 +177,10 @@ class WhipEndpoint:
     # -- sessions ------------------------------------------------------------------------------
 
     async def _negotiate(self, room: str, speaker: str, offer: aiortc_sdp.SessionDescription,
-                         text: str) -> tuple[WhipSession, str]:
+                         text: str) -> tuple[StreamSession, str]:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
         session_id = uuid.uuid4().hex
-        session = WhipSession(session_id, room, speaker, pc,
+        session = StreamSession(session_id, room, speaker, pc,
                            SpeechSegmenter(room, speaker, session_id, self._vad))
         # Pre-create one transceiver per m-line, in order (aiortc matches them by kind): the first
         # audio one receives Opus only; every other m-line is answered inactive so its media is
@@ -227,7 +227,7 @@ class WhipEndpoint:
             raise
         return session, pc.localDescription.sdp
 
-    def _register(self, session: WhipSession) -> None:
+    def _register(self, session: StreamSession) -> None:
         key = (session.room_id, session.speaker_id)
         old = self._by_speaker.get(key)
         self._sessions[session.session_id] = session
@@ -241,16 +241,16 @@ class WhipEndpoint:
         log.info("whip_session_started", **session.fields())
         self._emit("session_started", session.fields())
 
-    def _check_connected(self, session: WhipSession) -> None:
+    def _check_connected(self, session: StreamSession) -> None:
         if not session.ending and session.pc.connectionState != "connected":
             self._spawn(self._end(session, "connect_timeout"))
 
-    async def _run(self, session: WhipSession, track: Any) -> None:
+    async def _run(self, session: StreamSession, track: Any) -> None:
         reason = await session.pump(track, self._out, self._emit)
         if not session.ending:  # the track ended on its own: close the rest of the session
             self._spawn(self._end(session, reason))
 
-    async def _end(self, session: WhipSession, reason: str) -> None:
+    async def _end(self, session: StreamSession, reason: str) -> None:
         """Close the peer connection, let the reader flush, then forget the session. Idempotent."""
         if session.ending:
             return

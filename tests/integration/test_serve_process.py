@@ -46,11 +46,11 @@ def flagged_clip(tmp: Path) -> tuple[Path, str]:
     return path, utt.rule_id
 
 
-async def wait_ready(url: str, proc: subprocess.Popen[bytes], within_s: float = 60) -> None:
+async def wait_ready(url: str, proc: asyncio.subprocess.Process, within_s: float = 60) -> None:
     deadline = time.monotonic() + within_s
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
-            assert proc.poll() is None, "roomwarden serve exited early"
+            assert proc.returncode is None, "roomwarden serve exited early"
             try:
                 async with http.get(f"{url}/healthz") as resp:
                     if resp.status == 200:
@@ -74,8 +74,11 @@ async def test_serve_process_end_to_end(kafka_broker: str, tmp_path: Path) -> No
         "ROOMWARDEN_LOG__FORMAT": "json",
     })
     since = await end_offsets(kafka_broker, "roomwarden.alerts.v1")
-    proc = subprocess.Popen([sys.executable, "-m", "roomwarden", "serve"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log_path = tmp_path / "serve.log"
+    log_file = log_path.open("wb")  # a file, not a pipe: a chatty server never blocks on it
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "roomwarden", "serve", env=env,
+        stdout=subprocess.DEVNULL, stderr=log_file)
     url = f"http://127.0.0.1:{port}"
     restrict_host_addresses(["127.0.0.1"])  # this (publishing) side too
     try:
@@ -96,8 +99,9 @@ async def test_serve_process_end_to_end(kafka_broker: str, tmp_path: Path) -> No
     finally:
         restrict_host_addresses(None)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err.decode()[-2000:]
+        await asyncio.wait_for(proc.wait(), 30)
+        log_file.close()
+    assert proc.returncode == 0, log_path.read_text()[-2000:]
     records = await read_records(kafka_broker, "roomwarden.alerts.v1", since)
     alerts = [decode_record(list(r.headers), r.value)[1] for r in records]
     alerts = [a for a in alerts if a["room_id"] == "serve-room"]

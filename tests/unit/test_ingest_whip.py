@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-import ingest.whip_session
+import ingest.stream_session
 from ingest.errors import IngestError, WhipError
 from ingest.frames import SAMPLE_RATE, SpeechSegment
 from ingest.ice import host_addresses_restricted, restrict_host_addresses
@@ -270,7 +270,7 @@ async def test_publish_over_webrtc_survives_bad_offers_and_a_broken_track(
     assert refused.value.status == 401 and "invalid bearer token" in refused.value.reason
 
     # bob's track breaks after 10 frames; alice, publishing at the same time, must not notice.
-    real_read_pcm = ingest.whip_session.read_pcm
+    real_read_pcm = ingest.stream_session.read_pcm
 
     async def broken_read_pcm(track: Any) -> AsyncIterator[Any]:
         n = 0
@@ -286,7 +286,7 @@ async def test_publish_over_webrtc_survives_bad_offers_and_a_broken_track(
         calls.append(track)
         return real_read_pcm(track) if len(calls) == 1 else broken_read_pcm(track)
 
-    monkeypatch.setattr(ingest.whip_session, "read_pcm", pick_reader)
+    monkeypatch.setattr(ingest.stream_session, "read_pcm", pick_reader)
     t0 = time.monotonic()
     alice = asyncio.create_task(publish_file(server.url(), path, token=TOKEN))
     await server.wait_for("session_started")

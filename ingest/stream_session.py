@@ -1,4 +1,5 @@
-"""One WHIP publisher's session: its peer connection, segmenter, counters and audio pump."""
+"""One incoming audio stream (a WHIP publisher, a Janus subscription): its peer connection,
+segmenter, counters and audio pump."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ FRAMES_EVENT_S = 1.0
 
 
 @dataclass(eq=False)
-class WhipSession:
-    """State of one publisher; owned by :class:`ingest.whip.WhipEndpoint`."""
+class StreamSession:
+    """State of one speaker's stream; owned by the source that opened it (the WHIP endpoint or a
+    Janus room tap)."""
 
     session_id: str
     room_id: str
@@ -66,7 +68,7 @@ class WhipSession:
                         await out.put(seg)
                         self.segments += 1
             except Exception:
-                log.exception("whip_track_failed", **self.fields())
+                log.exception("stream_track_failed", **self.fields())
                 reason = "track_error"
             for seg in self.segmenter.flush():
                 await out.put(seg)
@@ -77,10 +79,10 @@ class WhipSession:
                     out.put_nowait(seg)
                     self.segments += 1
                 except asyncio.QueueFull:
-                    log.warning("whip_segment_dropped", **self.fields(), seq=seg.seq)
+                    log.warning("stream_segment_dropped", **self.fields(), seq=seg.seq)
             raise
         except Exception:  # e.g. a broken segmenter: still end the session cleanly
-            log.exception("whip_session_failed", **self.fields())
+            log.exception("stream_session_failed", **self.fields())
             reason = "error"
         finally:
             if unreported:
