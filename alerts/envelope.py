@@ -111,6 +111,7 @@ def alert_data(alert: Alert, *, detected_at: float) -> dict[str, Any]:
         "alert_id": alert.alert_id,
         "room_id": segment.room_id,
         "speaker_id": segment.speaker_id,
+        "speaker_name": segment.speaker_name,
         "segment_id": segment.segment_id,
         "transcript_id": transcript.transcript_id,
         "category": alert.category,
@@ -141,6 +142,7 @@ def transcript_data(transcript: Transcript) -> dict[str, Any]:
         "segment_id": segment.segment_id,
         "room_id": segment.room_id,
         "speaker_id": segment.speaker_id,
+        "speaker_name": segment.speaker_name,
         "text": transcript.text,
         "language": transcript.language or UNDETERMINED_LANGUAGE,
         "words": [

@@ -32,6 +32,18 @@ class PcmFrame:
         return len(self.pcm) / (BYTES_PER_SAMPLE * SAMPLE_RATE)
 
 
+MAX_DISPLAY_NAME = 128
+
+
+def clean_display_name(name: object) -> str:
+    """A participant-chosen display name made safe to carry: text only, no control characters,
+    whitespace collapsed, at most :data:`MAX_DISPLAY_NAME` characters."""
+    if not isinstance(name, str):
+        return ""
+    printable = "".join(ch if ch.isprintable() else " " for ch in name)
+    return " ".join(printable.split())[:MAX_DISPLAY_NAME]
+
+
 @dataclass(frozen=True, slots=True)
 class SpeechSegment:
     """One utterance of one speaker, cut out by VAD.
@@ -49,6 +61,10 @@ class SpeechSegment:
             speech" instant that end-to-end latency is measured from.
         forced_split: True when the segment was cut at the maximum length, not by silence.
         stream_id: id of the stream (WHIP session / file) the speech came from.
+        speaker_name: the speaker's display name where the source has one (a Janus participant's
+            ``display``), captured when the segment closed -- looking it up later fails once the
+            participant has left. User-controlled text: :func:`clean_display_name` bounds it.
+            Not part of ``segment_id``.
     """
 
     room_id: str
@@ -63,6 +79,7 @@ class SpeechSegment:
     end_monotonic: float
     forced_split: bool = False
     stream_id: str = ""
+    speaker_name: str = ""
 
     @property
     def duration_s(self) -> float:

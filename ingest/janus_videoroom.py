@@ -31,7 +31,7 @@ from aiortc import (
 )
 from aiortc import sdp as aiortc_sdp
 
-from ingest.frames import SpeechSegment
+from ingest.frames import SpeechSegment, clean_display_name
 from ingest.janus_api import JanusError, JanusHandle, JanusSession, JsonDict
 from ingest.stream_session import EventHook, StreamSession
 from ingest.vad import SpeechSegmenter, VadParams
@@ -138,8 +138,10 @@ class VideoRoomTap:
             participants = await list_participants(self._control, self.room)
             live = {int(p["id"]): p for p in participants if p.get("publisher")}
             for feed, p in live.items():
-                self.displays[str(feed)] = str(p.get("display") or "")
-                if feed not in self.subscriptions:
+                name = self.displays[str(feed)] = clean_display_name(p.get("display"))
+                if feed in self.subscriptions:  # a participant may rename themselves
+                    self.subscriptions[feed].session.segmenter.speaker_name = name
+                else:
                     try:
                         await self._subscribe(feed)
                     except (JanusError, ValueError, OSError) as exc:
@@ -155,8 +157,9 @@ class VideoRoomTap:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
         speaker = str(feed)
         stream_id = f"janus:{self.janus.session_id}:{handle.handle_id}"
-        session = StreamSession(stream_id, str(self.room), speaker, pc,
-                              SpeechSegmenter(str(self.room), speaker, stream_id, self.vad))
+        segmenter = SpeechSegmenter(str(self.room), speaker, stream_id, self.vad,
+                                    speaker_name=self.displays.get(speaker, ""))
+        session = StreamSession(stream_id, str(self.room), speaker, pc, segmenter)
         sub = _Subscription(feed, handle, session)
         try:
             reply = await handle.send({"request": "join", "ptype": "subscriber",

@@ -100,11 +100,14 @@ class SpeechSegmenter:
     """
 
     def __init__(
-        self, room_id: str, speaker_id: str, stream_id: str = "", params: VadParams | None = None
+        self, room_id: str, speaker_id: str, stream_id: str = "", params: VadParams | None = None,
+        speaker_name: str = "",
     ) -> None:
         self.room_id = room_id
         self.speaker_id = speaker_id
         self.stream_id = stream_id
+        self.speaker_name = speaker_name
+        """Display name stamped on segments as they close; the source may update it."""
         self.params = p = params or VadParams()
         self._vad = webrtcvad.Vad(p.aggressiveness)
         self._chunk_samples = SAMPLE_RATE * p.frame_ms // 1000
@@ -269,6 +272,7 @@ class SpeechSegmenter:
             end_monotonic=last_voiced.monotonic,
             forced_split=forced,
             stream_id=self.stream_id,
+            speaker_name=self.speaker_name,
         )
         self.seq += 1
         return seg

@@ -128,6 +128,7 @@ async def test_videoroom_tap_segments_a_publisher(tmp_path: Path) -> None:
     segments: list[SpeechSegment] = res["segments"]
     assert len(segments) == 1, segments
     seg = segments[0]
+    assert seg.speaker_name == "Bob B."
     assert (seg.room_id, seg.speaker_id) == ("4321", str(res["feed"]))
     assert seg.seq == 0 and not seg.forced_split
     assert seg.stream_id.startswith("janus:")

@@ -68,6 +68,7 @@ def test_alert_record_golden(alert_factory: MakeAlert) -> None:
         "alert_id": alert.alert_id,
         "room_id": "room-42",
         "speaker_id": "alice",
+        "speaker_name": "",
         "segment_id": seg.segment_id,
         "transcript_id": alert.transcript.transcript_id,
         "category": "abuse",
@@ -105,7 +106,8 @@ def test_transcript_record_golden(transcript_factory: MakeTranscript) -> None:
     assert h["ce_subject"] == b"rooms/room-42" and h["ce_partitionkey"] == b"room-42"
     assert h["content-type"] == b"application/json"
     data = json.loads(record.value)
-    assert list(data) == ["transcript_id", "segment_id", "room_id", "speaker_id", "text",
+    assert list(data) == ["transcript_id", "segment_id", "room_id", "speaker_id", "speaker_name",
+                          "text",
                           "language", "words", "confidence", "confidence_class",
                           "guard_reasons", "model_id", "speech", "timings"]
     assert data["words"][1] == {"text": "are", "start_offset_s": 12.7, "end_offset_s": 12.88,
