@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv system-deps demo test test-unit bench lint sample-room clean
+.PHONY: venv system-deps whep-server demo test test-unit bench lint sample-room clean
 
 venv: $(STAMP)
 
@@ -23,16 +23,33 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/roomwarden demo
 
-## The whole test suite (unit + integration against the real broker, model and WebRTC).
-# System packages the real-media-server tests need (Janus). Installed where we are root (CI
-# is); elsewhere those tests skip and say why.
+# System packages the real-media-server tests need: Janus, and for the browser-speaker test
+# headless Chromium with Debian's janus.js and adapter.js. Installed where we are root (CI is),
+# only those missing, after one `apt-get update`; elsewhere those tests skip and say why.
+SYSTEM_PKGS := janus chromium libjs-janus-gateway libjs-webrtc-adapter
 system-deps:
 	@if [ "$$(id -u)" = 0 ]; then \
-	  command -v janus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq janus; }; \
-	else echo "make: not root, skipping system packages (Janus tests will skip)"; fi
+	  missing=""; \
+	  for p in $(SYSTEM_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q ' installed$$' || missing="$$missing $$p"; \
+	  done; \
+	  if [ -n "$$missing" ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  fi; \
+	else echo "make: not root, skipping system packages (Janus/browser tests will skip)"; fi
 
+# Meetecho's janus-whep-server (npm), the real WHEP server the WHEP-pull test runs against.
+# Kept out of git in .cache/; without npm the test skips and says why.
+WHEP_SERVER := .cache/janus-whep-server
+whep-server:
+	@if command -v npm >/dev/null && [ ! -d $(WHEP_SERVER)/node_modules/janus-whep-server ]; then \
+	  npm install --silent --no-audit --no-fund --prefix $(WHEP_SERVER) janus-whep-server@1.1.0; \
+	fi
+
+## The whole test suite (unit + integration against the real broker, model, WebRTC, Janus and
+## a headless browser).
 # pytest exits 5 when it collected nothing: that is a failure here, not a pass.
-test: venv system-deps
+test: venv system-deps whep-server
 	$(BIN)/python -m pytest -q -ra; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

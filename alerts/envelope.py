@@ -19,6 +19,9 @@ Example record (alert)::
              content-type=application/json  ce_partitionkey=room-42
     value    {"alert_id": ..., "room_id": "room-42", ...}
 
+Gaps (``roomwarden.gaps.v1``, ``io.roomwarden.gap.v1``) say when a room or speaker could not be
+heard, so "no alert" there is not read as "nothing said".
+
 Ids are deterministic (the alert id is a UUIDv5 of segment, rule and span; the transcript id a
 hash of segment and model), so a replayed segment yields the same ``ce_id`` and consumers
 deduplicate by it.
@@ -38,20 +41,23 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from alerts.schemas import ALERT, TRANSCRIPT, EventSpec
+from alerts.schemas import ALERT, GAP, TRANSCRIPT, EventSpec
 from asr.frames import Transcript
-from ingest.frames import SpeechSegment
+from ingest.frames import SpeechSegment, StreamGap
 from policy.frames import Alert
 
 __all__ = [
     "ALERTS_TOPIC",
     "CONTENT_TYPE",
     "EnvelopeError",
+    "GAPS_TOPIC",
     "TRANSCRIPTS_TOPIC",
     "KafkaRecord",
     "alert_data",
     "alert_record",
     "decode_record",
+    "gap_data",
+    "gap_record",
     "rfc3339",
     "transcript_data",
     "transcript_record",
@@ -59,6 +65,7 @@ __all__ = [
 
 ALERTS_TOPIC = "roomwarden.alerts.v1"
 TRANSCRIPTS_TOPIC = "roomwarden.transcripts.v1"
+GAPS_TOPIC = "roomwarden.gaps.v1"
 CONTENT_TYPE = "application/json"
 UNDETERMINED_LANGUAGE = "und"
 """ISO 639-2 "undetermined": what ``language`` says when the model reported none."""
@@ -219,6 +226,33 @@ def transcript_record(
         when=time.time() if produced_at is None else produced_at,
         data=transcript_data(transcript),
     )
+
+
+def gap_data(gap: StreamGap) -> dict[str, Any]:
+    """The JSON data of a gap event (schema ``alerts/schemas/gap.v1.json``)."""
+    return {
+        "gap_id": gap.gap_id,
+        "room_id": gap.room_id,
+        "speaker_id": gap.speaker_id,
+        "start_time": rfc3339(gap.start_time),
+        "end_time": rfc3339(max(gap.end_time, gap.start_time)),
+        "duration_s": round(gap.duration_s, 3),
+        "reason": gap.reason,
+        "source": gap.source,
+    }
+
+
+def gap_record(gap: StreamGap, *, source: str, topic: str = GAPS_TOPIC) -> KafkaRecord:
+    """A stream gap as a CloudEvents binary-mode Kafka record (``ce_time`` = its end).
+
+    Args:
+        gap: what was not heard, and when.
+        source: CloudEvents ``source``, e.g. ``/roomwarden/<instance>`` (``gap.source`` names
+            the ingest source instead, e.g. ``janus``).
+        topic: destination topic.
+    """
+    return _record(GAP, topic=topic, event_id=gap.gap_id, source=source, room_id=gap.room_id,
+                   when=gap.end_time, data=gap_data(gap))
 
 
 class EnvelopeError(ValueError):

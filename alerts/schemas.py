@@ -1,10 +1,11 @@
 """The JSON Schemas of RoomWarden's events, and validation against them.
 
 The schema files live in ``alerts/schemas/`` (package data) and are the published contract:
-``alert.v1.json`` and ``transcript.v1.json`` for the record values, ``cloudevent.v1.json`` for
-the CloudEvents attributes carried in the ``ce_*`` headers. Each file's ``$id`` is the
-``dataschema`` URI its records carry. An incompatible change gets a new file (``*.v2.json``),
-a new ``dataschema`` and a new event type, never an edit of a published one.
+``alert.v1.json``, ``transcript.v1.json`` and ``gap.v1.json`` for the record values,
+``cloudevent.v1.json`` for the CloudEvents attributes carried in the ``ce_*`` headers. Each
+file's ``$id`` is the ``dataschema`` URI its records carry. An incompatible change gets a new
+file (``*.v2.json``), a new ``dataschema`` and a new event type, never an edit of a published
+one.
 
 Formats are enforced (``date-time`` as RFC 3339, ``uri``, ``uri-reference``, ``uuid``) with
 checkers defined here, so validation does not depend on jsonschema's optional extras.
@@ -27,6 +28,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 __all__ = [
     "ALERT",
     "ATTRIBUTES_SCHEMA_ID",
+    "GAP",
     "TRANSCRIPT",
     "EventSpec",
     "EventValidationError",
@@ -59,7 +61,13 @@ TRANSCRIPT = EventSpec(
     schema_file="transcript.v1.json",
     dataschema="urn:roomwarden:schema:transcript.v1",
 )
-_EVENTS = (ALERT, TRANSCRIPT)
+GAP = EventSpec(
+    name="gap",
+    type="io.roomwarden.gap.v1",
+    schema_file="gap.v1.json",
+    dataschema="urn:roomwarden:schema:gap.v1",
+)
+_EVENTS = (ALERT, TRANSCRIPT, GAP)
 _ATTRIBUTES_FILE = "cloudevent.v1.json"
 ATTRIBUTES_SCHEMA_ID = "urn:roomwarden:schema:cloudevent.v1"
 
@@ -90,7 +98,8 @@ def validate(event_type: str, data: Mapping[str, Any]) -> None:
     """Check an event's data (the Kafka value, parsed) against its JSON Schema.
 
     Args:
-        event_type: ``alert`` / ``transcript``, or the CloudEvents type, or the dataschema URI.
+        event_type: ``alert`` / ``transcript`` / ``gap``, or the CloudEvents type, or the
+            dataschema URI.
         data: the parsed JSON value.
 
     Raises:

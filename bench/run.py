@@ -1,7 +1,12 @@
-"""Run every benchmark, print the tables, write ``bench/RESULTS.md``.
+"""Run the benchmarks, print the tables, write them as Markdown.
 
     make bench                     # = python -m bench.run --out bench/RESULTS.md
     python -m bench.run --speakers 1,4,8
+    python -m bench.run --suite ingest --out bench/RESULTS_ingest.md
+
+Suites: ``asr`` (ASR throughput), ``latency`` (end of speech -> alert acked), ``ingest`` (ingest
+cost per speaker stream, Janus VideoRoom tap vs WHIP; needs root and Janus, see
+:mod:`bench.ingest_janus`). The default, ``all``, runs all three.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import time
 from pathlib import Path
 
 from bench.asr_throughput import bench_asr
+from bench.ingest_janus import bench_ingest, table
 from bench.latency import bench_latency, pct
 from roomwarden.logs import configure_logging
-from roomwarden.sample_room import load_sample_room
+from roomwarden.sample_room import SampleRoom, load_sample_room
 
 
 def machine() -> str:
@@ -43,10 +49,24 @@ def commit() -> str:
         return "unknown"
 
 
-async def main(speakers: tuple[int, ...]) -> str:
-    room = load_sample_room()
-    lines: list[str] = []
+SUITES = ("asr", "latency", "ingest")
 
+
+async def main(speakers: tuple[int, ...], suites: tuple[str, ...] = SUITES,
+               ingest_speakers: tuple[int, ...] = (1, 8, 24), ingest_window_s: float = 15.0) -> str:
+    room = load_sample_room()
+    sections = []
+    if "asr" in suites:
+        sections.append(await asr_section(room))
+    if "latency" in suites:
+        sections.append(await latency_section(room, speakers))
+    if "ingest" in suites:
+        sections.append(await ingest_section(ingest_speakers, ingest_window_s))
+    return "\n\n".join(sections)
+
+
+async def asr_section(room: SampleRoom) -> str:
+    lines: list[str] = []
     asr = await bench_asr(room)
     base = asr[0]
     lines += ["## ASR throughput (tiny.en int8, sample-room VAD segments)", "",
@@ -57,9 +77,12 @@ async def main(speakers: tuple[int, ...]) -> str:
         lines.append(f"| {r.name} | {r.audio_s:.1f} | {r.cpu_s:.2f} | {r.per_cpu_s:.2f} | "
                      f"{r.realtime_factor:.1f} | {r.per_cpu_s / base.per_cpu_s:.2f}x |")
     print("\n".join(lines), flush=True)
+    return "\n".join(lines)
 
+
+async def latency_section(room: SampleRoom, speakers: tuple[int, ...]) -> str:
     floor, results = await bench_latency(room, speakers)
-    lat = ["", "## End of speech -> alert acked by Kafka (WHIP over 127.0.0.1, tansu, acks=all)",
+    lat = ["## End of speech -> alert acked by Kafka (WHIP over 127.0.0.1, tansu, acks=all)",
            "", f"Baseline (same run): floor = VAD hangover + idle decode of one utterance = "
            f"{floor:.2f} s.", "",
            "| concurrent speakers | alerts / expected | p50 s (script) | p95 s (script) | "
@@ -71,7 +94,24 @@ async def main(speakers: tuple[int, ...]) -> str:
                    f"{pct(r.metric, 50):.2f} | {pct(r.metric, 95):.2f} | "
                    f"{pct(r.script, 50) / floor:.2f}x |")
     print("\n".join(lat), flush=True)
-    return "\n".join(lines + lat)
+    return "\n".join(lat)
+
+
+async def ingest_section(counts: tuple[int, ...], window_s: float) -> str:
+    load0 = os.getloadavg()[0]
+    results = await bench_ingest(counts, window_s)
+    load = f"Load average (1 min) at start / end: {load0:.2f} / {os.getloadavg()[0]:.2f}."
+    lines = ["## Ingest cost per speaker stream (Janus VideoRoom tap vs WHIP on 127.0.0.1)", "",
+             f"Each simulated speaker streams a sample voice (speech and pauses) in real time; "
+             f"measured over {window_s:g} s once every stream is up. Receiver = a fresh process "
+             f"per row (tap or WHIP endpoint: Opus decode, resampling, VAD); speakers publish from "
+             f"another process, Janus runs in a network namespace. Baseline (same run): the "
+             f"same speakers publishing straight to our WHIP endpoint. The machine is shared "
+             f"(2 cores, other test runs): absolute numbers are noisy, the ratio less so. "
+             f"{load}", "",
+             *table(results)]
+    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
 
 
 def cli() -> None:
@@ -79,16 +119,25 @@ def cli() -> None:
     parser.add_argument("--out", type=Path, help="write the results as Markdown here")
     parser.add_argument("--speakers", default="1,4,8",
                         help="concurrent speaker counts for the latency benchmark")
+    parser.add_argument("--suite", choices=("all", *SUITES), default="all",
+                        help="run only this benchmark (default: all)")
+    parser.add_argument("--ingest-speakers", default="1,8,24",
+                        help="speaker counts for the ingest benchmark")
+    parser.add_argument("--ingest-window", type=float, default=15.0,
+                        help="measured seconds per ingest run")
     args = parser.parse_args()
     configure_logging("warning")
     speakers = tuple(int(s) for s in args.speakers.split(","))
+    suites = SUITES if args.suite == "all" else (args.suite,)
+    ingest_speakers = tuple(int(s) for s in args.ingest_speakers.split(","))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    body = asyncio.run(main(speakers))
+    body = asyncio.run(main(speakers, suites, ingest_speakers, args.ingest_window))
     if args.out:
         cmd = "python -m bench.run " + " ".join(sys.argv[1:])
+        how = f"`make bench` (`{cmd}`)" if args.suite == "all" else f"`{cmd}`"
         args.out.write_text(
             f"# Benchmark results\n\nMachine: {machine()}  \nCommit: {commit()}  \n"
-            f"Date: {started}  \nCommand: `make bench` (`{cmd}`)\n\n{body}\n")
+            f"Date: {started}  \nCommand: {how}\n\n{body}\n")
         print(f"wrote {args.out}")
 
 

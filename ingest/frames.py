@@ -94,3 +94,43 @@ class SpeechSegment:
             h.update(b"\0")
         h.update(pcm)
         return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGap:
+    """A stretch of time during which a source could not hear a room (or one speaker in it).
+
+    Moderation was blind there: downstream consumers must not read "no alert" as "nothing was
+    said". Emitted by live sources once the gap is over (its end is known).
+
+    Attributes:
+        room_id: the room affected.
+        speaker_id: the speaker affected; ``""`` when the whole room (or source) was lost.
+        start_time / end_time: Unix wall-clock bounds of the gap (best estimates: when the last
+            evidence of media was seen, and when the source was hearing again or gave up).
+        reason: short stable label, e.g. ``janus_unreachable``, ``session_lost``,
+            ``track_died``.
+        source: which ingest source lost it, e.g. ``janus``.
+    """
+
+    room_id: str
+    speaker_id: str
+    start_time: float
+    end_time: float
+    reason: str
+    source: str
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, self.end_time - self.start_time)
+
+    @property
+    def gap_id(self) -> str:
+        """Deterministic id: the same gap (room, speaker, source, reason, start to the ms)
+        always gets the same id, so a re-sent gap dedupes downstream."""
+        h = hashlib.blake2b(digest_size=16)
+        for part in (self.room_id, self.speaker_id, self.source, self.reason,
+                     f"{self.start_time:.3f}"):
+            h.update(part.encode())
+            h.update(b"\0")
+        return h.hexdigest()

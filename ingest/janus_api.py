@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +118,9 @@ class JanusSession:
         self.lost = asyncio.Event()
         """Set when the session ended on the server side or the server became unreachable."""
         self.lost_reason = ""
+        self.lost_at = 0.0
+        """Unix time of the first sign of the loss (e.g. the first failed long poll)."""
+        self._first_failure = 0.0
         self._pending: dict[str, asyncio.Future[JsonDict]] = {}
         self._tasks = [asyncio.create_task(self._poll()), asyncio.create_task(self._keepalive())]
 
@@ -131,6 +135,11 @@ class JanusSession:
         msg = await _post(http, base_url.rstrip("/"),
                           {"janus": "create", "transaction": _transaction()}, 10.0)
         return cls(http, base_url, _new_id(msg, "create"), **kwargs)
+
+    @property
+    def failing_since(self) -> float:
+        """Unix time of the first of the long polls failing right now (0: they are fine)."""
+        return self._first_failure
 
     async def __aenter__(self) -> JanusSession:
         return self
@@ -184,6 +193,7 @@ class JanusSession:
         if self.lost.is_set():
             return
         self.lost_reason = reason
+        self.lost_at = self._first_failure or time.time()
         self.lost.set()
         for fut in self._pending.values():
             if not fut.done():
@@ -199,9 +209,11 @@ class JanusSession:
                         self.url, params={"maxev": str(self.maxev)},
                         timeout=aiohttp.ClientTimeout(total=POLL_TIMEOUT_S)) as resp:
                     body = await resp.json(content_type=None)
-                failures = 0
+                failures, self._first_failure = 0, 0.0
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 failures += 1
+                # A dead server fails the poll at once: its first failure dates the outage.
+                self._first_failure = self._first_failure or time.time()
                 if failures >= 3:
                     self._lose(f"long poll failed: {exc or type(exc).__name__}")
                     return

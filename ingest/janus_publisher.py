@@ -31,6 +31,7 @@ async def publish_file_to_videoroom(
     on_joined: Callable[[int], None] | None = None,
     ice_servers: Sequence[RTCIceServer] = (),
     connect_timeout_s: float = 10.0,
+    feed_id: int | None = None,
 ) -> int:
     """Join ``room`` as publisher ``display``, play ``path`` into it in real time, then leave.
 
@@ -46,6 +47,8 @@ async def publish_file_to_videoroom(
         on_joined: called with the participant id Janus assigned, as soon as it is known.
         ice_servers: STUN/TURN servers; default none (host candidates only).
         connect_timeout_s: how long ICE + DTLS may take once the answer is in.
+        feed_id: participant id to join with (e.g. to rejoin as the same participant); None
+            lets Janus choose one.
 
     Returns:
         The participant (feed) id Janus assigned to the publisher.
@@ -81,8 +84,10 @@ async def publish_file_to_videoroom(
         async with aiohttp.ClientSession() as http, \
                 await JanusSession.create(http, janus_url) as janus:
             handle = await janus.attach(VIDEOROOM)
-            joined = await handle.send({"request": "join", "ptype": "publisher", "room": room,
-                                        "display": display})
+            join = {"request": "join", "ptype": "publisher", "room": room, "display": display}
+            if feed_id is not None:
+                join["id"] = feed_id
+            joined = await handle.send(join)
             feed = int(joined.data["id"])
             if on_joined is not None:
                 on_joined(feed)

@@ -12,34 +12,49 @@ participant stops publishing or leaves, Janus hangs it up, or the connection fai
 
 Offsets in the segments count from the moment the tap's subscription started receiving, not
 from the start of the publisher's stream.
+
+Publishers the tap cannot hear (no audio m-line, or audio in a codec other than Opus) are
+refused with a logged reason and not retried while they stay published. A subscription whose
+media dies while its publisher is still in the room (connection failed, track broken, Janus hung
+it up) is re-made at the next poll and reported as a ``track_died`` :class:`StreamGap` covering
+the silence; a normal unpublish or leave is not a gap. Losing the Janus session is the owner's
+business (:class:`ingest.janus_rooms.JanusRoomTap` reports it for the whole room).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
-from aiortc import (
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpReceiver,
-    RTCSessionDescription,
-)
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 
-from ingest.frames import SpeechSegment, clean_display_name
+from ingest.frames import SpeechSegment, StreamGap, clean_display_name
 from ingest.janus_api import JanusError, JanusHandle, JanusSession, JsonDict
-from ingest.stream_session import EventHook, StreamSession
+from ingest.stream_session import EventHook, StreamSession, prepare_audio_transceivers
 from ingest.vad import SpeechSegmenter, VadParams
 
 log = structlog.get_logger(__name__)
 
 VIDEOROOM = "janus.plugin.videoroom"
 _END_EVENTS = frozenset({"hangup", "detached", "session_lost"})
+NO_SUCH_ROOM = 426
+"""VideoRoom error code of a room that does not exist (any more)."""
+GapHook = Callable[[StreamGap], None]
+"""Where a live source reports the gaps in what it heard (the composition root's callback)."""
+_DIED = frozenset({"connection_failed", "track_error", "error"})
+"""Subscription ends that always mean the media died under a live publisher."""
+_MAYBE_DIED = frozenset({"track_ended", "hangup", "detached"})
+"""Ends that are a death only if the publisher is still published at the next poll (a normal
+leave can also look like this, depending on which of Janus's messages arrives first)."""
+
+
+class SubscriptionRefused(JanusError):
+    """A publisher the tap cannot hear: no audio, or no codec RoomWarden decodes."""
 
 
 async def list_rooms(handle: JanusHandle) -> list[JsonDict]:
@@ -76,13 +91,19 @@ class VideoRoomTap:
         poll_interval_s: period of the ``listparticipants`` poll.
         ice_servers: STUN/TURN servers; default none (host candidates only).
         connect_timeout_s: a subscription not connected by then is dropped (and retried).
-        on_event: the composition root's ``(name, fields)`` hook, as for WHIP sessions.
+        on_event: the composition root's ``(name, fields)`` hook, as for WHIP sessions, plus
+            ``subscription_refused`` (``feed``, ``reason``).
+        on_gap: called with each ``track_died`` gap once it is over.
+        max_poll_failures: consecutive failed ``listparticipants`` polls (garbage, timeouts)
+            tolerated before following the room fails; "no such room" and a lost session
+            fail it at once.
     """
 
     def __init__(self, janus: JanusSession, room: int, out: asyncio.Queue[SpeechSegment], *,
                  vad: VadParams | None = None, poll_interval_s: float = 2.0,
                  ice_servers: Sequence[RTCIceServer] = (), connect_timeout_s: float = 10.0,
-                 on_event: EventHook | None = None) -> None:
+                 on_event: EventHook | None = None, on_gap: GapHook | None = None,
+                 max_poll_failures: int = 3) -> None:
         self.janus = janus
         self.room = room
         self.out = out
@@ -93,7 +114,12 @@ class VideoRoomTap:
         self.displays: dict[str, str] = {}
         """speaker_id (participant id as a string) → display name; kept after they leave."""
         self.subscriptions: dict[int, _Subscription] = {}
+        self.refused: dict[int, str] = {}
+        """feed → why it cannot be heard; forgotten when the feed stops publishing."""
+        self.max_poll_failures = max_poll_failures
         self._emit: EventHook = on_event or (lambda name, fields: None)
+        self._on_gap: GapHook = on_gap or (lambda gap: None)
+        self._died: dict[int, tuple[float, str]] = {}  # feed → (media stopped at, end reason)
         self._control: JanusHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._ending: set[asyncio.Future[None]] = set()
@@ -115,6 +141,15 @@ class VideoRoomTap:
         await list_participants(self._control, self.room)
         self._task = asyncio.create_task(self._follow())
 
+    @property
+    def error(self) -> BaseException | None:
+        """Why following the room stopped (e.g. JanusError 426: the room was destroyed), or
+        None while it runs or after a normal :meth:`close`."""
+        task = self._task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception()
+
     async def wait(self) -> None:
         """Wait until following the room fails (raises its error) or the tap is closed."""
         if self._task is not None:
@@ -128,29 +163,80 @@ class VideoRoomTap:
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.gather(*(self._end(s, "shutdown") for s in list(self.subscriptions.values())))
         await asyncio.gather(*self._ending, return_exceptions=True)
+        for feed, (since, why) in list(self._died.items()):
+            if why in _DIED:  # still deaf to a live publisher when the tap stops
+                self._gap(feed, since, "closed")
+        self._died.clear()
         if self._control is not None:
             await self._control.detach()
             self._control = None
 
     async def _follow(self) -> None:
         assert self._control is not None
+        failures = 0
         while True:
-            participants = await list_participants(self._control, self.room)
-            live = {int(p["id"]): p for p in participants if p.get("publisher")}
-            for feed, p in live.items():
-                name = self.displays[str(feed)] = clean_display_name(p.get("display"))
-                if feed in self.subscriptions:  # a participant may rename themselves
-                    self.subscriptions[feed].session.segmenter.speaker_name = name
-                else:
-                    try:
-                        await self._subscribe(feed)
-                    except (JanusError, ValueError, OSError) as exc:
-                        log.warning("janus_subscribe_failed", room_id=self.room, feed=feed,
-                                    error=str(exc))
-            for feed, sub in list(self.subscriptions.items()):
-                if feed not in live:
-                    await self._end(sub, "unpublished")
+            try:
+                participants = await list_participants(self._control, self.room)
+                failures = 0
+            except JanusError as exc:
+                failures += 1
+                if (exc.code == NO_SUCH_ROOM or self.janus.lost.is_set()
+                        or failures >= self.max_poll_failures):
+                    raise
+                log.warning("janus_room_poll_failed", room_id=self.room, error=str(exc),
+                            failures=failures)
+                await asyncio.sleep(self.poll_interval_s)
+                continue
+            await self._reconcile(participants)
             await asyncio.sleep(self.poll_interval_s)
+
+    async def _reconcile(self, participants: list[JsonDict]) -> None:
+        """Subscribe to new publishers, end subscriptions of gone ones, settle dead tracks."""
+        live: dict[int, JsonDict] = {}
+        for p in participants:
+            with contextlib.suppress(AttributeError, KeyError, TypeError, ValueError):
+                if p.get("publisher"):  # entries of a garbage answer are skipped
+                    live[int(p["id"])] = p
+        for feed, p in live.items():
+            name = self.displays[str(feed)] = clean_display_name(p.get("display"))
+            if feed in self.subscriptions:  # a participant may rename themselves
+                self.subscriptions[feed].session.segmenter.speaker_name = name
+            elif feed not in self.refused:
+                try:
+                    await self._subscribe(feed)
+                except SubscriptionRefused as exc:
+                    self.refused[feed] = exc.reason
+                    log.warning("janus_subscription_refused", room_id=self.room, feed=feed,
+                                display=name, reason=exc.reason)
+                    self._emit("subscription_refused", {"room_id": str(self.room),
+                                                        "feed": feed, "reason": exc.reason})
+                except (JanusError, ValueError, OSError) as exc:
+                    log.warning("janus_subscribe_failed", room_id=self.room, feed=feed,
+                                error=str(exc))
+        for feed, sub in list(self.subscriptions.items()):
+            if feed not in live:
+                await self._end(sub, "unpublished")
+        for feed in list(self.refused):
+            if feed not in live:  # may come back publishing something else
+                del self.refused[feed]
+        for feed, (since, why) in list(self._died.items()):
+            if feed in self.subscriptions:
+                self._gap(feed, since, why)  # heard again
+            elif feed not in live:
+                del self._died[feed]
+                if why in _DIED:  # it died, then its publisher left: deaf until then
+                    self._gap(feed, since, why)
+
+    def _gap(self, feed: int, since: float, why: str) -> None:
+        self._died.pop(feed, None)
+        gap = StreamGap(str(self.room), str(feed), since, max(since, time.time()),
+                        "track_died", "janus")
+        log.warning("janus_track_gap", room_id=self.room, speaker_id=str(feed), cause=why,
+                    gap_id=gap.gap_id, seconds=round(gap.duration_s, 3))
+        try:
+            self._on_gap(gap)
+        except Exception:  # a reporting bug must not stop the tap
+            log.exception("janus_gap_hook_failed", room_id=self.room)
 
     async def _subscribe(self, feed: int) -> None:
         handle = await self.janus.attach(VIDEOROOM)
@@ -166,7 +252,7 @@ class VideoRoomTap:
                                        "room": self.room, "streams": [{"feed": feed}]})
             if not reply.jsep or reply.jsep.get("type") != "offer":
                 raise JanusError(0, f"subscribe to {feed}: no JSEP offer in {reply.data}")
-            audio = _prepare_transceivers(pc, reply.jsep["sdp"])
+            audio = prepare_audio_transceivers(pc, _audible_offer(feed, reply.jsep["sdp"]))
 
             @pc.on("track")
             def on_track(track: Any) -> None:
@@ -224,38 +310,36 @@ class VideoRoomTap:
 
     async def _end(self, sub: _Subscription, reason: str) -> None:
         """Close the connection, let the reader flush, detach. Idempotent."""
-        session = sub.session
-        if session.ending:
+
+        def forget() -> None:
+            if self.subscriptions.get(sub.feed) is sub:
+                del self.subscriptions[sub.feed]
+            if sub.watcher is not None and sub.watcher is not asyncio.current_task():
+                sub.watcher.cancel()
+
+        fields = await sub.session.end(reason, forget=forget)
+        if fields is None:
             return
-        session.ending = True
-        if self.subscriptions.get(sub.feed) is sub:
-            del self.subscriptions[sub.feed]
-        if sub.watcher is not None and sub.watcher is not asyncio.current_task():
-            sub.watcher.cancel()
-        await session.pc.close()  # ends the track after the decoded frames: the reader drains
-        task = session.task
-        if task is not None and task is not asyncio.current_task():
-            done, _ = await asyncio.wait({task}, timeout=5.0 if session.connected else 0)
-            if not done:
-                task.cancel()
-                await asyncio.wait({task})
+        if reason in _DIED or reason in _MAYBE_DIED:
+            self._died.setdefault(sub.feed, (sub.session.last_frame_wall or time.time(), reason))
         await sub.handle.detach()
-        fields = {**session.fields(), "reason": reason, "audio_s": round(session.audio_s, 3),
-                  "segments": session.segments}
         log.info("janus_subscription_ended", **fields)
         self._emit("session_ended", fields)
 
 
-def _prepare_transceivers(pc: RTCPeerConnection, sdp: str) -> Any:
-    """One transceiver per m-line of Janus's offer: the first audio receives Opus, the rest are
-    inactive. Returns the audio transceiver (None if the offer has no audio)."""
-    audio = None
-    for media in aiortc_sdp.SessionDescription.parse(sdp).media:
-        if media.kind == "audio" and audio is None:
-            audio = pc.addTransceiver("audio", direction="recvonly")
-            caps = RTCRtpReceiver.getCapabilities("audio")
-            audio.setCodecPreferences([c for c in (caps.codecs if caps else [])
-                                       if c.mimeType.lower() == "audio/opus"])
-        elif media.kind in ("audio", "video"):
-            pc.addTransceiver(media.kind, direction="inactive")
-    return audio
+def _audible_offer(feed: int, sdp: str) -> aiortc_sdp.SessionDescription:
+    """Janus's offer, parsed, if it carries audio RoomWarden can decode (Opus).
+
+    Raises:
+        SubscriptionRefused: no audio m-line, or its codecs do not include Opus.
+    """
+    offer = aiortc_sdp.SessionDescription.parse(sdp)
+    audio = [m for m in offer.media if m.kind == "audio"]
+    if not audio:
+        kinds = ",".join(m.kind for m in offer.media) or "nothing"
+        raise SubscriptionRefused(0, f"publisher {feed} sends no audio (only {kinds})")
+    codecs = [c.mimeType.lower() for c in audio[0].rtp.codecs]
+    if "audio/opus" not in codecs:
+        raise SubscriptionRefused(0, f"publisher {feed} sends audio as {', '.join(codecs)}; "
+                                     "only Opus is decoded")
+    return offer

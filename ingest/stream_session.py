@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
+from aiortc import sdp as aiortc_sdp
 
 from ingest.frames import SpeechSegment
 from ingest.track import read_pcm
@@ -42,6 +43,8 @@ class StreamSession:
     segments: int = 0
     connected: bool = False
     ending: bool = False
+    last_frame_wall: float = 0.0
+    """Unix time the last audio frame arrived (0 before the first): when the media stopped."""
 
     def fields(self) -> dict[str, Any]:
         """Ids for logs and events."""
@@ -60,6 +63,7 @@ class StreamSession:
             try:
                 async for frame in read_pcm(track):
                     self.audio_s += frame.duration_s
+                    self.last_frame_wall = time.time()
                     unreported += frame.duration_s
                     if unreported >= FRAMES_EVENT_S:
                         emit("frames", {"seconds": unreported})
@@ -88,3 +92,67 @@ class StreamSession:
             if unreported:
                 emit("frames", {"seconds": unreported})
         return reason
+
+    async def end(self, reason: str, *, forget: Callable[[], None] | None = None,
+                  flush_timeout_s: float = 5.0) -> dict[str, Any] | None:
+        """Close the peer connection, let the reader flush its open segment, and stop it.
+
+        Idempotent: returns None if the session was already ending; otherwise the fields for
+        the source's ``*_ended`` log line and ``session_ended`` event (ids, ``reason``,
+        ``audio_s``, ``segments``, ``duration_s``).
+
+        Args:
+            reason: why the session ends (logged, reported).
+            forget: called synchronously once the session is marked ending, before anything is
+                awaited -- where the owner drops it from its tables, so nothing finds a session
+                that is half closed.
+            flush_timeout_s: how long the reader may take to put its last segments on a full
+                queue before it is cancelled.
+        """
+        if self.ending:
+            return None
+        self.ending = True
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        if forget is not None:
+            forget()
+        try:
+            # Closing the receiver ends the track after the frames already decoded, so the
+            # reader drains them, flushes the segmenter and returns.
+            await self.pc.close()
+        except Exception:
+            log.exception("stream_close_failed", **self.fields())
+        task = self.task
+        if task is not None and task is not asyncio.current_task():
+            # A receiver that never started never ends its track: nothing to drain then.
+            done, _ = await asyncio.wait({task}, timeout=flush_timeout_s if self.connected else 0)
+            if not done:
+                if self.connected:  # the output queue stayed full
+                    log.warning("stream_flush_timeout", **self.fields())
+                task.cancel()
+                await asyncio.wait({task})
+        return {**self.fields(), "reason": reason, "audio_s": round(self.audio_s, 3),
+                "segments": self.segments,
+                "duration_s": round(time.monotonic() - self.started, 3)}
+
+
+def prepare_audio_transceivers(
+        pc: RTCPeerConnection,
+        offer: str | aiortc_sdp.SessionDescription) -> RTCRtpTransceiver | None:
+    """Pre-create one transceiver per m-line of ``offer``, in order (aiortc matches them by kind).
+
+    The first audio m-line receives Opus only; every other audio/video m-line is answered
+    inactive, so its media is neither sent nor decoded (a publisher's video would otherwise cost
+    a decoder). Returns the audio transceiver, or None if the offer has no audio.
+    """
+    parsed = aiortc_sdp.SessionDescription.parse(offer) if isinstance(offer, str) else offer
+    audio = None
+    for media in parsed.media:
+        if media.kind == "audio" and audio is None:
+            audio = pc.addTransceiver("audio", direction="recvonly")
+            caps = RTCRtpReceiver.getCapabilities("audio")
+            audio.setCodecPreferences([c for c in (caps.codecs if caps else [])
+                                       if c.mimeType.lower() == "audio/opus"])
+        elif media.kind in ("audio", "video"):
+            pc.addTransceiver(media.kind, direction="inactive")
+    return audio

@@ -19,25 +19,18 @@ Status codes for rejected offers (the body is always a plain-text reason):
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import structlog
 from aiohttp import web
-from aiortc import (
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpReceiver,
-    RTCSessionDescription,
-)
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 
 from ingest.frames import SpeechSegment
-from ingest.stream_session import EventHook, StreamSession
+from ingest.stream_session import EventHook, StreamSession, prepare_audio_transceivers
 from ingest.vad import SpeechSegmenter, VadParams
 from ingest.whip_checks import SDP, Rejected, check_bearer, check_id, parse_offer
 
@@ -182,18 +175,7 @@ class WhipEndpoint:
         session_id = uuid.uuid4().hex
         session = StreamSession(session_id, room, speaker, pc,
                            SpeechSegmenter(room, speaker, session_id, self._vad))
-        # Pre-create one transceiver per m-line, in order (aiortc matches them by kind): the first
-        # audio one receives Opus only; every other m-line is answered inactive so its media is
-        # neither sent nor decoded (a browser publishing video would otherwise cost a decoder).
-        audio = None
-        for media in offer.media:
-            if media.kind == "audio" and audio is None:
-                audio = pc.addTransceiver("audio", direction="recvonly")
-                caps = RTCRtpReceiver.getCapabilities("audio")
-                audio.setCodecPreferences([c for c in (caps.codecs if caps else [])
-                                           if c.mimeType.lower() == "audio/opus"])
-            elif media.kind in ("audio", "video"):
-                pc.addTransceiver(media.kind, direction="inactive")
+        audio = prepare_audio_transceivers(pc, offer)
         assert audio is not None  # parse_offer checked
 
         @pc.on("track")
@@ -252,35 +234,17 @@ class WhipEndpoint:
 
     async def _end(self, session: StreamSession, reason: str) -> None:
         """Close the peer connection, let the reader flush, then forget the session. Idempotent."""
-        if session.ending:
-            return
-        session.ending = True
-        if session.watchdog is not None:
-            session.watchdog.cancel()
-        self._sessions.pop(session.session_id, None)
-        key = (session.room_id, session.speaker_id)
-        if self._by_speaker.get(key) is session:
-            del self._by_speaker[key]
-        try:
-            # Closing the receiver ends the track after the frames already decoded, so the
-            # reader drains them, flushes the segmenter and returns.
-            await session.pc.close()
-        except Exception:
-            log.exception("whip_close_failed", **session.fields())
-        task = session.task
-        if task is not None and task is not asyncio.current_task():
-            # A receiver that never started never ends its track: nothing to drain then.
-            done, _ = await asyncio.wait({task}, timeout=5.0 if session.connected else 0)
-            if not done:
-                if session.connected:  # the output queue stayed full
-                    log.warning("whip_flush_timeout", **session.fields())
-                task.cancel()
-                await asyncio.wait({task})
-        fields = {**session.fields(), "reason": reason, "audio_s": round(session.audio_s, 3),
-                  "segments": session.segments,
-                  "duration_s": round(time.monotonic() - session.started, 3)}
-        log.info("whip_session_ended", **fields)
-        self._emit("session_ended", fields)
+
+        def forget() -> None:
+            self._sessions.pop(session.session_id, None)
+            key = (session.room_id, session.speaker_id)
+            if self._by_speaker.get(key) is session:
+                del self._by_speaker[key]
+
+        fields = await session.end(reason, forget=forget)
+        if fields is not None:
+            log.info("whip_session_ended", **fields)
+            self._emit("session_ended", fields)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

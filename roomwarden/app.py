@@ -1,4 +1,4 @@
-"""Builds the stages from settings and serves HTTP (WHIP, /metrics, /healthz).
+"""Builds the stages from settings and serves HTTP (WHIP, /metrics, /healthz) and the Janus tap.
 
 This is the only place that knows every stage; ``cli`` calls it, nothing else imports it.
 """
@@ -18,7 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from alerts.publisher import KafkaPublisher, PublisherParams
 from asr.frames import Transcript
 from asr.recognizer import AsrParams, WhisperRecognizer
+from ingest.frames import StreamGap
 from ingest.ice import restrict_host_addresses
+from ingest.janus_rooms import JanusRoomTap
 from ingest.vad import VadParams
 from ingest.whip import WhipEndpoint
 from policy.engine import PolicyEngine
@@ -85,6 +87,8 @@ class Running:
     pipeline: Pipeline
     publisher: KafkaPublisher | None
     recognizer: WhisperRecognizer
+    janus: JanusRoomTap | None = None
+    """The Janus room tap while :func:`janus_tapping` runs one."""
 
 
 @asynccontextmanager
@@ -111,7 +115,8 @@ async def running_pipeline(
         sink=publisher,
         metrics=metrics,
         source=f"/roomwarden/{settings.instance}",
-        topics=Topics(settings.kafka.alerts_topic, settings.kafka.transcripts_topic),
+        topics=Topics(settings.kafka.alerts_topic, settings.kafka.transcripts_topic,
+                      settings.kafka.gaps_topic),
         segment_queue=settings.pipeline.segment_queue,
         transcript_queue=settings.pipeline.transcript_queue,
         on_alert=on_alert,
@@ -155,12 +160,50 @@ def make_web_app(running: Running) -> tuple[web.Application, WhipEndpoint]:
 
     async def health(_: web.Request) -> web.Response:
         kafka_ok = running.publisher is None or running.publisher.connected
-        return web.json_response({"ok": kafka_ok, "kafka_connected": kafka_ok},
-                                 status=200 if kafka_ok else 503)
+        body: dict[str, Any] = {"ok": kafka_ok, "kafka_connected": kafka_ok}
+        if running.janus is not None:
+            # Informational: WHIP keeps working while Janus is away, so not part of "ok".
+            body["janus_connected"] = running.janus.connected
+            body["janus_rooms"] = sorted(running.janus.taps)
+        return web.json_response(body, status=200 if kafka_ok else 503)
 
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health)
     return app, whip
+
+
+@asynccontextmanager
+async def janus_tapping(running: Running) -> AsyncIterator[JanusRoomTap | None]:
+    """Run the Janus room tap of ``settings.janus`` (if a URL is set) into the pipeline.
+
+    Its gaps are published through :meth:`Pipeline.publish_gap`; on exit the tap is closed
+    (subscriptions flushed into the pipeline) and the last gaps are handed over.
+    """
+    j = running.settings.janus
+    if not j.url:
+        yield None
+        return
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_gap(gap: StreamGap) -> None:
+        task = asyncio.create_task(running.pipeline.publish_gap(gap))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    tap = JanusRoomTap(j.url, running.pipeline.segments, rooms=j.rooms,
+                       vad=vad_params(running.settings), poll_interval_s=j.poll_interval_s,
+                       backoff_max_s=j.reconnect_max_s, on_gap=on_gap)
+    running.metrics.janus_connected.set_function(lambda: 1.0 if tap.connected else 0.0)
+    log.info("janus_tap_starting", url=j.url, rooms=j.rooms or "all")
+    await tap.start()
+    running.janus = tap
+    try:
+        yield tap
+    finally:
+        running.janus = None
+        await tap.close()
+        if pending:
+            await asyncio.gather(*list(pending), return_exceptions=True)
 
 
 @asynccontextmanager
@@ -176,7 +219,8 @@ async def serving(running: Running, host: str, port: int) -> AsyncIterator[str]:
     log.info("http_listening", url=url, whip=f"{url}/whip/{{room}}/{{speaker}}",
              metrics=f"{url}/metrics")
     try:
-        yield url
+        async with janus_tapping(running):
+            yield url
     finally:
         await whip.close()
         await runner.cleanup()

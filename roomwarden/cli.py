@@ -1,6 +1,6 @@
 """The ``roomwarden`` command (typer).
 
-    roomwarden serve      WHIP endpoint + pipeline + /metrics, against the configured Kafka
+    roomwarden serve      WHIP endpoint (+ Janus room tap) + pipeline + /metrics, against Kafka
     roomwarden demo       everything embedded: local broker, bundled model, sample room
     roomwarden moderate   the pipeline over recorded files, one speaker per file
 """
@@ -18,6 +18,7 @@ import structlog
 import typer
 from pydantic import ValidationError
 
+from roomwarden.cli_room import room_app
 from roomwarden.logs import configure_logging
 from roomwarden.settings import ConfigFileError, Settings, load_settings
 
@@ -59,13 +60,19 @@ def serve(
     config: ConfigOpt = None,
     host: Annotated[str | None, typer.Option(help="Listen address (http.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (http.port).")] = None,
+    janus: Annotated[str | None, typer.Option(
+        "--janus", help="Tap the rooms of this Janus server, e.g. http://janus:8088/janus "
+        "(janus.url).")] = None,
 ) -> None:
-    """Serve the WHIP endpoint, the pipeline and /metrics against the configured Kafka."""
+    """Serve the WHIP endpoint, the pipeline and /metrics against the configured Kafka; with
+    --janus (or janus.url), also tap every VideoRoom of that Janus server."""
     settings = _settings(config)
     if host is not None:
         settings.http.host = host
     if port is not None:
         settings.http.port = port
+    if janus is not None:
+        settings.janus.url = janus
     if not settings.kafka.bootstrap_servers:
         typer.echo("roomwarden: set kafka.bootstrap_servers (ROOMWARDEN_KAFKA__BOOTSTRAP_SERVERS)"
                    " -- or try `roomwarden demo`, which embeds a broker", err=True)
@@ -119,6 +126,9 @@ def moderate(
     from roomwarden.moderate import run_moderate
 
     raise typer.Exit(_run(run_moderate(settings, files, room_id=room, as_json=as_json)))
+
+
+app.add_typer(room_app, name="room")
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -92,6 +92,22 @@ class Metrics:
         self.queue_depth = Gauge(
             "roomwarden_queue_depth", "Items waiting between stages.", ["queue"], registry=r
         )
+        self.gaps = Counter(
+            "roomwarden_gaps_total",
+            "Stretches of time a room or speaker could not be heard, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.gap_seconds = Counter(
+            "roomwarden_gap_seconds_total",
+            "Seconds not heard (summed over gaps, so rooms x seconds), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.janus_connected = Gauge(
+            "roomwarden_janus_connected", "1 while the Janus room tap has a live session.",
+            registry=r,
+        )
         self.stage_errors = Counter(
             "roomwarden_stage_errors_total", "Items a stage failed on, by stage.", ["stage"],
             registry=r,

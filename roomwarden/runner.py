@@ -16,10 +16,10 @@ from typing import Protocol
 
 import structlog
 
-from alerts.envelope import KafkaRecord, alert_record, transcript_record
+from alerts.envelope import KafkaRecord, alert_record, gap_record, transcript_record
 from asr.frames import Transcript
 from asr.recognizer import SpeechRecognizer
-from ingest.frames import SpeechSegment
+from ingest.frames import SpeechSegment, StreamGap
 from policy.engine import PolicyEngine
 from policy.frames import Alert
 from roomwarden.metrics import Metrics
@@ -41,6 +41,7 @@ AlertCallback = Callable[[Alert, float | None], None]
 class Topics:
     alerts: str = "roomwarden.alerts.v1"
     transcripts: str = "roomwarden.transcripts.v1"
+    gaps: str = "roomwarden.gaps.v1"
 
 
 class Pipeline:
@@ -113,6 +114,18 @@ class Pipeline:
                 await task
         for task in list(self._acks):
             task.cancel()
+
+    async def publish_gap(self, gap: StreamGap) -> None:
+        """Count a stream gap and publish it (``gap_record``) to the gaps topic.
+
+        Gaps bypass the ASR/policy queues: they carry no speech, and must not wait behind it.
+        """
+        self._metrics.gaps.labels(reason=gap.reason).inc()
+        self._metrics.gap_seconds.labels(reason=gap.reason).inc(gap.duration_s)
+        log.warning("stream_gap", room_id=gap.room_id, speaker_id=gap.speaker_id,
+                    reason=gap.reason, source=gap.source, gap_id=gap.gap_id,
+                    seconds=round(gap.duration_s, 3))
+        await self._send(gap_record(gap, source=self._source, topic=self._topics.gaps), None)
 
     async def _asr_loop(self) -> None:
         while True:

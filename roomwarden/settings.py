@@ -35,6 +35,9 @@ class KafkaSettings(BaseModel):
     """Topic for alert CloudEvents (key = room id, so one room's alerts stay ordered)."""
     transcripts_topic: str = "roomwarden.transcripts.v1"
     """Topic for every transcript, flagged or not (the audit trail's raw material)."""
+    gaps_topic: str = "roomwarden.gaps.v1"
+    """Topic for stream gaps: when a room or speaker could not be heard (Janus down, a track
+    died), so consumers do not read "no alert" as "nothing said"."""
     acks: Literal["all", "1", "0"] = "all"
     """Producer acks. ``all``: an alert counts as delivered once every in-sync replica has it."""
     enable_idempotence: bool = False
@@ -68,6 +71,26 @@ class WebRtcSettings(BaseModel):
     ice_host_addresses: list[str] | None = None
     """Restrict ICE host candidates to these addresses (e.g. ``["127.0.0.1"]`` for loopback
     demos, or the media-facing NIC's address). Unset: every non-loopback address of the host."""
+
+
+class JanusSettings(BaseModel):
+    """Tapping the rooms of a Janus media server directly (``ROOMWARDEN_JANUS__*``).
+
+    RoomWarden joins each VideoRoom as a hidden subscriber of every publisher's audio (see
+    ``ingest.janus_rooms``); ``serve --janus URL`` overrides :attr:`url`.
+    """
+
+    url: str | None = None
+    """Janus HTTP API root, e.g. ``http://janus:8088/janus``. Unset: no Janus tap."""
+    rooms: list[int] | None = None
+    """VideoRoom ids to tap, e.g. ``[1234, 5678]`` (env: a JSON list). Unset: every room the
+    VideoRoom ``list`` request shows (private rooms are not listed: name them here)."""
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    """Period of room discovery (``list``) and of each room's ``listparticipants`` poll: how
+    long a new speaker may talk before being heard, at worst."""
+    reconnect_max_s: float = Field(default=5.0, gt=0)
+    """Cap of the exponential backoff (with jitter) between reconnection attempts while Janus
+    is unreachable."""
 
 
 class VadSettings(BaseModel):
@@ -139,6 +162,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     http: HttpSettings = HttpSettings()
     webrtc: WebRtcSettings = WebRtcSettings()
+    janus: JanusSettings = JanusSettings()
     vad: VadSettings = VadSettings()
     asr: AsrSettings = AsrSettings()
     policy: PolicySettings = PolicySettings()

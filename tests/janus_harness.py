@@ -18,8 +18,11 @@ this machine's real addresses nor anything outside it. :meth:`JanusNetns.exec_ar
 ``ip netns exec`` command line for programs that must run there too (e.g. Chromium).
 
 On exit (also when the body raised) Janus and whatever else still runs in the namespace is
-killed, the thread's loop is stopped and the namespace deleted. Where this cannot work (not
-root, no ``ip netns``, no ``janus``) entering calls ``pytest.skip`` with the reason.
+killed, the thread's loop is stopped and the namespace deleted. :meth:`JanusNetns.kill_janus`,
+:meth:`JanusNetns.start_janus` and :meth:`JanusNetns.restart` crash and restart Janus mid-test
+(same config, same address; rooms created through the API are gone afterwards, as in real
+life). Where this cannot work (not root, no ``ip netns``, no ``janus``) entering calls
+``pytest.skip`` with the reason.
 """
 
 from __future__ import annotations
@@ -218,6 +221,47 @@ class JanusNetns:
     config_dir: Path
     log_path: Path
     _loop: _NetnsLoop = field(repr=False)
+    janus_args: tuple[str, ...] = ()
+    start_timeout_s: float = 20.0
+    _proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
+
+    async def start_janus(self) -> None:
+        """Start Janus (again) and wait until it answers ``/janus/info``."""
+        if self._proc is not None and self._proc.returncode is None:
+            raise RuntimeError("janus is already running")
+        with self.log_path.open("ab") as log_file:  # the child keeps its own descriptor
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.exec_args("janus", "-F", str(self.config_dir), "-o", *self.janus_args),
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
+        await _wait_ready(self, self._proc, self.start_timeout_s)
+
+    async def kill_janus(self, sig: int = signal.SIGKILL) -> None:
+        """Kill Janus (SIGKILL by default: a crash, no goodbye to any client) and reap it."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(sig)
+        await proc.wait()
+
+    async def restart(self, down_s: float = 0.0) -> tuple[float, float]:
+        """SIGKILL Janus, stay down ``down_s``, start it again; Unix times (killed, answering)."""
+        await self.kill_janus()
+        killed = time.time()
+        await asyncio.sleep(down_s)
+        await self.start_janus()
+        return killed, time.time()
+
+    async def stop_janus(self) -> None:
+        """Terminate Janus gracefully (SIGKILL after 5 s)."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
     @property
     def base_url(self) -> str:
@@ -344,30 +388,18 @@ async def janus_in_netns(name_prefix: str = "rwt", *, start_timeout_s: float = 2
         shutil.rmtree(tmp, ignore_errors=True)
         pytest.skip(f"Janus netns harness: cannot create a network namespace: {exc}")
     nsloop = _NetnsLoop(ns)
-    proc: asyncio.subprocess.Process | None = None
-    log_file = None
+    jn: JanusNetns | None = None
     try:
         await asyncio.to_thread(_setup_links, ns, janus_addr, client_addr)
         await asyncio.to_thread(nsloop.start)
         jn = JanusNetns(ns, subnet, janus_addr, client_addr, tmp / "conf", tmp / "janus.log",
-                        nsloop)
+                        nsloop, janus_args=janus_args, start_timeout_s=start_timeout_s)
         write_janus_config(jn.config_dir, janus_addr, debug_level)
-        log_file = jn.log_path.open("wb")
-        proc = await asyncio.create_subprocess_exec(
-            *jn.exec_args("janus", "-F", str(jn.config_dir), "-o", *janus_args),
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT)
-        await _wait_ready(jn, proc, start_timeout_s)
+        await jn.start_janus()
         yield jn
     finally:
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        if jn is not None:
+            await jn.stop_janus()
         await asyncio.to_thread(_teardown, ns, nsloop)
-        if log_file is not None:
-            log_file.close()
         if not os.environ.get("ROOMWARDEN_KEEP_JANUS_LOGS"):
             shutil.rmtree(tmp, ignore_errors=True)
