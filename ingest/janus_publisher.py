@@ -10,12 +10,10 @@ import os
 from collections.abc import Callable, Sequence
 
 import aiohttp
-import av
 import structlog
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaPlayer
+from aiortc import RTCIceServer, RTCSessionDescription
 
-from ingest.errors import IngestError
+from ingest.file_publisher import open_file_playback
 from ingest.janus_api import JanusError, JanusSession
 from ingest.janus_videoroom import VIDEOROOM
 
@@ -58,27 +56,9 @@ async def publish_file_to_videoroom(
         JanusError: Janus refused a request, or the connection did not come up in time or
             ended before the file did.
     """
-    name = os.fspath(path)
-    try:
-        player = MediaPlayer(name)
-    except (OSError, av.FFmpegError) as exc:
-        raise IngestError(f"cannot read audio file {name}: {exc}") from exc
-    track = player.audio
-    if track is None:
-        raise IngestError(f"cannot read audio file {name}: it has no audio stream")
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
-    ended, connected, failed = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    @track.on("ended")
-    def on_ended() -> None:
-        (failed if pc.signalingState == "closed" else ended).set()
-
-    @pc.on("connectionstatechange")
-    def on_state() -> None:
-        if pc.connectionState == "connected":
-            connected.set()
-        elif pc.connectionState in ("failed", "closed"):
-            failed.set()
+    playback = open_file_playback(path, ice_servers)
+    track, pc = playback.track, playback.pc
+    ended, connected, failed = playback.ended, playback.connected, playback.failed
 
     try:
         async with aiohttp.ClientSession() as http, \
@@ -98,7 +78,8 @@ async def publish_file_to_videoroom(
             if not reply.jsep or reply.jsep.get("type") != "answer":
                 raise JanusError(0, f"publish: no JSEP answer in {reply.data}")
             await pc.setRemoteDescription(RTCSessionDescription(**reply.jsep))
-            log.info("janus_publishing", room=room, feed=feed, display=display, file=name)
+            log.info("janus_publishing", room=room, feed=feed, display=display,
+                     file=os.fspath(path))
             try:
                 async with asyncio.timeout(connect_timeout_s):
                     up = await _first(connected, failed, janus.lost)

@@ -11,13 +11,12 @@ import os
 from collections.abc import Sequence
 
 import aiohttp
-import av
 import structlog
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaPlayer
+from aiortc import RTCIceServer, RTCSessionDescription
 from yarl import URL
 
-from ingest.errors import IngestError, WhipError
+from ingest.errors import WhipError
+from ingest.file_publisher import open_file_playback
 
 log = structlog.get_logger(__name__)
 
@@ -63,30 +62,10 @@ async def publish_file(
     if not realtime:
         raise NotImplementedError("publish_file plays in real time only (aiortc MediaPlayer "
                                   "pacing); use ingest.files.file_segments for fast processing")
-    name = os.fspath(path)
-    try:
-        player = MediaPlayer(name)
-    except (OSError, av.FFmpegError) as exc:
-        raise IngestError(f"cannot read audio file {name}: {exc}") from exc
-    track = player.audio
-    if track is None:
-        raise IngestError(f"cannot read audio file {name}: it has no audio stream")
+    playback = open_file_playback(path, ice_servers)
+    track, pc = playback.track, playback.pc
+    ended, connected, failed = playback.ended, playback.connected, playback.failed
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers)))
-    ended, connected, failed = asyncio.Event(), asyncio.Event(), asyncio.Event()
-
-    @track.on("ended")
-    def on_ended() -> None:
-        # MediaPlayer tracks stop themselves at end of file; closing the connection (e.g. the
-        # server ended the session) stops them too, and that is no success.
-        (failed if pc.signalingState == "closed" else ended).set()
-
-    @pc.on("connectionstatechange")
-    def on_state() -> None:
-        if pc.connectionState == "connected":
-            connected.set()
-        elif pc.connectionState in ("failed", "closed"):
-            failed.set()
 
     try:
         pc.addTransceiver(track, direction="sendonly")
@@ -104,7 +83,7 @@ async def publish_file(
             if not location:
                 raise WhipError(resp.status, "the 201 answer has no Location header")
             resource = URL(url).join(URL(location))
-            log.info("whip_publishing", url=url, file=name, resource=str(resource))
+            log.info("whip_publishing", url=url, file=os.fspath(path), resource=str(resource))
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
                 try:
