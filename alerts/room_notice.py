@@ -10,6 +10,9 @@ plugin API (:mod:`ingest.janus_api`), which needs no data channel.
 
 One Janus session and data channel per notifier, set up on the first notice and reused (rooms
 are joined once each); a broken connection is set up again once per notice before giving up.
+
+:class:`RoomNoticeSink` decides which delivered alerts become notices (confident transcript,
+severity threshold, per-room cooldown) and sends them in the background.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import aiohttp
 import structlog
@@ -222,3 +227,88 @@ class JanusRoomNotifier:
         if conn is not None:
             await conn.close()
 
+
+
+SEVERITY_ORDER: tuple[str, ...] = ("low", "medium", "high", "critical")
+NoticeOutcome = Callable[[str], None]
+"""Told each alert's outcome: ``sent``, ``failed``, ``cooldown``, ``low_confidence``,
+``below_severity`` (the composition root counts them)."""
+
+
+class Notifier(Protocol):
+    async def notify(self, room_id: str, text: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RoomNoticeSink:
+    """Decides which delivered alerts warn the room's host, and sends them without blocking.
+
+    :meth:`submit` is synchronous and returns at once (call it from the pipeline's
+    ``on_alert``): a notice goes out only for an alert on a ``confident`` transcript (low
+    confidence never triggers automatic action), of severity ``min_severity`` or above, and at
+    most once per room per ``cooldown_s``; it is sent by a background task, so a slow or failing
+    Janus never holds the pipeline back (failures are logged and reported as ``failed``).
+
+    Args:
+        notifier: what posts into the room (:class:`JanusRoomNotifier`).
+        min_severity: least severe alert that notifies.
+        cooldown_s: per-room quiet time after a notice (counted from the attempt).
+        on_outcome: told every submitted alert's outcome.
+        clock: monotonic clock (tests pass a fake).
+    """
+
+    def __init__(self, notifier: Notifier, *, min_severity: str = "high",
+                 cooldown_s: float = 60.0, on_outcome: NoticeOutcome | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if min_severity not in SEVERITY_ORDER:
+            raise ValueError(f"unknown severity {min_severity!r}")
+        self.notifier = notifier
+        self._min = SEVERITY_ORDER.index(min_severity)
+        self.cooldown_s = cooldown_s
+        self._on_outcome = on_outcome or (lambda outcome: None)
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, alert: Alert) -> str | None:
+        """Consider ``alert``; return the outcome if decided now (None: a notice is on its way)."""
+        if alert.transcript.confidence_class != "confident":
+            return self._outcome("low_confidence")
+        if SEVERITY_ORDER.index(alert.severity) < self._min:
+            return self._outcome("below_severity")
+        now = self._clock()
+        last = self._last.get(alert.room_id)
+        if last is not None and now - last < self.cooldown_s:
+            log.info("room_notice_cooldown", room_id=alert.room_id, alert_id=alert.alert_id)
+            return self._outcome("cooldown")
+        self._last[alert.room_id] = now
+        task = asyncio.create_task(self._send(alert))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return None
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Let notices on their way finish (up to ``timeout_s``), then close the notifier."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+            for task in list(self._tasks):
+                task.cancel()
+        await self.notifier.close()
+
+    async def _send(self, alert: Alert) -> None:
+        try:
+            await self.notifier.notify(alert.room_id, notice_text(alert))
+        except Exception as exc:  # Janus down or refusing: logged and counted, never raised
+            log.warning("room_notice_failed", room_id=alert.room_id, alert_id=alert.alert_id,
+                        error=str(exc))
+            self._outcome("failed")
+            return
+        self._outcome("sent")
+
+    def _outcome(self, outcome: str) -> str:
+        try:
+            self._on_outcome(outcome)
+        except Exception:
+            log.exception("room_notice_outcome_hook_failed")
+        return outcome

@@ -186,6 +186,11 @@ class AudioBridgeTap:
             if self._announced:
                 self._emit("session_ended", fields)
 
+    @property
+    def end_reason(self) -> str:
+        """Why the stream ended (``closed`` until it did, or when the owner closed it)."""
+        return self._end_reason
+
     async def wait(self) -> None:
         """Wait until the stream ends (see :attr:`ended`)."""
         await self.ended.wait()

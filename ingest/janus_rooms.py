@@ -13,6 +13,12 @@ reconnects with exponential backoff and jitter (capped at ``backoff_max_s``), re
 rooms and re-subscribes. Once it hears the rooms again it reports one :class:`StreamGap` per
 room it was tapping, from the first sign of the loss to that moment: ``janus_unreachable`` if
 the server could not be reached at some point, else ``session_lost``.
+
+AudioBridge rooms named in ``audiobridge_rooms`` are tapped on the same session, each by an
+:class:`ingest.janus_audiobridge.AudioBridgeTap` (a muted listener): they share the reconnects
+and the outage gaps above. A bridge tap whose stream ends while the session lives (room
+destroyed, connection failed) is re-joined at the next poll, and the silence in between is
+reported as a ``track_died`` gap for the room (speaker ``""``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from aiortc import RTCIceServer
 
 from ingest.frames import SpeechSegment, StreamGap
 from ingest.janus_api import JanusError, JanusHandle, JanusSession
+from ingest.janus_audiobridge import AudioBridgeTap
 from ingest.janus_videoroom import (
     NO_SUCH_ROOM,
     VIDEOROOM,
@@ -62,6 +69,8 @@ class JanusRoomTap:
         out: queue the segments of every room are put on.
         rooms: VideoRoom ids to tap; None: every room ``list`` shows (private rooms are not
             listed, so name those here).
+        audiobridge_rooms: AudioBridge room ids to tap as a muted listener (never discovered:
+            joining is visible to the room, so only the rooms named here).
         vad: segmentation parameters.
         poll_interval_s: period of room discovery and of each room's participant poll.
         on_gap: called with every gap (room outages and per-speaker ``track_died``).
@@ -77,7 +86,8 @@ class JanusRoomTap:
     """
 
     def __init__(self, base_url: str, out: asyncio.Queue[SpeechSegment], *,
-                 rooms: Sequence[int] | None = None, vad: VadParams | None = None,
+                 rooms: Sequence[int] | None = None, audiobridge_rooms: Sequence[int] = (),
+                 vad: VadParams | None = None,
                  poll_interval_s: float = 2.0, on_gap: GapHook | None = None,
                  on_event: EventHook | None = None, ice_servers: Sequence[RTCIceServer] = (),
                  backoff_initial_s: float = 0.25, backoff_max_s: float = 5.0,
@@ -95,6 +105,11 @@ class JanusRoomTap:
         self.max_list_failures = max_list_failures
         self.taps: dict[int, VideoRoomTap] = {}
         """room id → its tap, while it runs."""
+        self.audiobridge_rooms = sorted(set(audiobridge_rooms))
+        self.bridges: dict[int, AudioBridgeTap] = {}
+        """AudioBridge room id → its listener tap, while it runs."""
+        self._bridge_down: dict[int, tuple[float, str]] = {}  # room → (since, why) until re-joined
+        self._bridge_missing: set[int] = set()  # bridge rooms that failed to join (logged once)
         self.janus: JanusSession | None = None
         """The current Janus session (None while disconnected)."""
         self.reconnects = 0
@@ -163,7 +178,7 @@ class JanusRoomTap:
             # The earliest evidence dates the outage: a failed long poll or discovery poll.
             evidence = [t for t in (janus.lost_at, janus.failing_since, trouble) if t > 0]
             since = min(evidence, default=time.time())
-            rooms = set(self.taps)
+            rooms = set(self.taps) | set(self.bridges)
             log.warning("janus_session_lost", url=self.base_url, session_id=janus.session_id,
                         reason=why, rooms=sorted(rooms))
             # Before anything else: flush what each subscription heard up to the loss.
@@ -225,6 +240,38 @@ class JanusRoomTap:
                 await self._stop_tap(room, "no longer listed", vanished=True)
         for room in sorted(wanted - set(self.taps)):
             await self._start_tap(janus, room)
+        await self._follow_bridges(janus)
+
+    async def _follow_bridges(self, janus: JanusSession) -> None:
+        """Close bridge taps whose stream ended (noting since when), (re)join missing ones."""
+        for room, bridge in list(self.bridges.items()):
+            if bridge.ended.is_set():
+                del self.bridges[room]
+                reason = bridge.end_reason
+                log.warning("janus_audiobridge_tap_ended", room_id=room, reason=reason)
+                self._bridge_down.setdefault(room, (time.time(), reason))
+                await bridge.close()
+        for room in self.audiobridge_rooms:
+            if room in self.bridges:
+                continue
+            bridge = AudioBridgeTap(janus, room, self.out, vad=self.vad,
+                                    on_event=self._on_event, ice_servers=self.ice_servers)
+            try:
+                await bridge.start()
+            except JanusError as exc:
+                if janus.lost.is_set():
+                    raise
+                if room not in self._bridge_missing:
+                    self._bridge_missing.add(room)
+                    log.warning("janus_audiobridge_tap_failed", room_id=room, error=exc.reason)
+                continue
+            self._bridge_missing.discard(room)
+            self.bridges[room] = bridge
+            log.info("janus_audiobridge_tapped", room_id=room, session_id=janus.session_id)
+            down = self._bridge_down.pop(room, None)
+            if down is not None:
+                self._gap(StreamGap(str(room), "", down[0], max(time.time(), down[0]),
+                                    "track_died", "janus"))
 
     async def _start_tap(self, janus: JanusSession, room: int) -> None:
         tap = VideoRoomTap(janus, room, self.out, vad=self.vad,
@@ -255,9 +302,11 @@ class JanusRoomTap:
 
     async def _close_taps(self, reason: str) -> None:
         taps, self.taps = self.taps, {}
-        results = await asyncio.gather(*(t.close() for t in taps.values()),
-                                       return_exceptions=True)
-        for room, res in zip(taps, results, strict=True):
+        bridges, self.bridges = self.bridges, {}
+        self._bridge_down.clear()  # a session outage covers those rooms from here on
+        closing: list[VideoRoomTap | AudioBridgeTap] = [*taps.values(), *bridges.values()]
+        results = await asyncio.gather(*(t.close() for t in closing), return_exceptions=True)
+        for room, res in zip([*taps, *bridges], results, strict=True):
             if isinstance(res, BaseException):
                 log.error("janus_room_close_failed", room_id=room, reason=reason,
                           error=repr(res))
@@ -271,12 +320,14 @@ class JanusRoomTap:
         log.warning("janus_outage_over", url=self.base_url, reason=outage.reason,
                     seconds=round(now - outage.since, 3), rooms=sorted(outage.rooms))
         for room in sorted(outage.rooms):
-            gap = StreamGap(str(room), "", outage.since, max(now, outage.since), outage.reason,
-                            "janus")
-            try:
-                self._on_gap(gap)
-            except Exception:  # a reporting bug must not stop the tap
-                log.exception("janus_gap_hook_failed", room_id=room)
+            self._gap(StreamGap(str(room), "", outage.since, max(now, outage.since),
+                                outage.reason, "janus"))
+
+    def _gap(self, gap: StreamGap) -> None:
+        try:
+            self._on_gap(gap)
+        except Exception:  # a reporting bug must not stop the tap
+            log.exception("janus_gap_hook_failed", room_id=gap.room_id)
 
     def _http_session(self) -> aiohttp.ClientSession:
         if self._http is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -16,14 +16,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerts.publisher import KafkaPublisher, PublisherParams
+from alerts.room_notice import JanusRoomNotifier, RoomNoticeSink
 from asr.frames import Transcript
 from asr.recognizer import AsrParams, WhisperRecognizer
 from ingest.frames import StreamGap
 from ingest.ice import restrict_host_addresses
 from ingest.janus_rooms import JanusRoomTap
 from ingest.vad import VadParams
+from ingest.whep_pull import WhepPuller
 from ingest.whip import WhipEndpoint
 from policy.engine import PolicyEngine
+from policy.frames import Alert
 from policy.rules import RulePack, default_pack_path
 from roomwarden.metrics import Metrics
 from roomwarden.runner import AlertCallback, Pipeline, Topics
@@ -89,6 +92,28 @@ class Running:
     recognizer: WhisperRecognizer
     janus: JanusRoomTap | None = None
     """The Janus room tap while :func:`janus_tapping` runs one."""
+    whep: list[WhepPuller] = field(default_factory=list)
+    """The WHEP pullers while :func:`whep_pulling` runs them."""
+    notices: RoomNoticeSink | None = None
+    """The in-room notice sink, when ``notices.enabled``."""
+
+
+def build_notices(settings: Settings, metrics: Metrics) -> RoomNoticeSink | None:
+    """The in-room notice sink of ``settings.notices`` (None when disabled)."""
+    n = settings.notices
+    if not n.enabled:
+        return None
+    url = n.janus_url or settings.janus.url
+    if not url:
+        raise ValueError("notices.enabled needs notices.janus_url or janus.url "
+                         "(ROOMWARDEN_NOTICES__JANUS_URL)")
+    for outcome in ("sent", "failed", "cooldown", "low_confidence", "below_severity"):
+        metrics.room_notices.labels(outcome=outcome)  # exported at 0 from the start
+    log.info("room_notices_enabled", url=url, min_severity=n.min_severity,
+             cooldown_s=n.cooldown_s)
+    return RoomNoticeSink(JanusRoomNotifier(url), min_severity=n.min_severity,
+                          cooldown_s=n.cooldown_s,
+                          on_outcome=lambda o: metrics.room_notices.labels(outcome=o).inc())
 
 
 @asynccontextmanager
@@ -106,6 +131,15 @@ async def running_pipeline(
     # Loading verifies the model's sha256 and maps ~75 MB: keep it off the event loop.
     recognizer = await asyncio.to_thread(build_recognizer, settings)
     await asyncio.to_thread(recognizer.warmup)
+    notices = build_notices(settings, metrics)
+    if notices is not None:
+        sink, chained = notices, on_alert
+
+        def on_alert(alert: Alert, latency: float | None) -> None:
+            sink.submit(alert)  # after the ack; never blocks (sent in the background)
+            if chained is not None:
+                chained(alert, latency)
+
     publisher = build_publisher(settings, metrics) if kafka else None
     if publisher is not None:
         await publisher.start()
@@ -124,10 +158,12 @@ async def running_pipeline(
     )
     await pipeline.start()
     try:
-        yield Running(settings, metrics, pipeline, publisher, recognizer)
+        yield Running(settings, metrics, pipeline, publisher, recognizer, notices=notices)
         await pipeline.drain()
     finally:
         await pipeline.stop()
+        if notices is not None:
+            await notices.close()
         if publisher is not None:
             await publisher.stop()
         recognizer.close()
@@ -165,6 +201,9 @@ def make_web_app(running: Running) -> tuple[web.Application, WhipEndpoint]:
             # Informational: WHIP keeps working while Janus is away, so not part of "ok".
             body["janus_connected"] = running.janus.connected
             body["janus_rooms"] = sorted(running.janus.taps)
+            body["janus_audiobridge_rooms"] = sorted(running.janus.bridges)
+        if running.whep:
+            body["whep_sources_up"] = sum(p.connected for p in running.whep)
         return web.json_response(body, status=200 if kafka_ok else 503)
 
     app.router.add_get("/metrics", metrics_handler)
@@ -183,18 +222,14 @@ async def janus_tapping(running: Running) -> AsyncIterator[JanusRoomTap | None]:
     if not j.url:
         yield None
         return
-    pending: set[asyncio.Task[None]] = set()
-
-    def on_gap(gap: StreamGap) -> None:
-        task = asyncio.create_task(running.pipeline.publish_gap(gap))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
+    on_gap, pending = _gap_publisher(running)
     tap = JanusRoomTap(j.url, running.pipeline.segments, rooms=j.rooms,
+                       audiobridge_rooms=j.audiobridge_rooms,
                        vad=vad_params(running.settings), poll_interval_s=j.poll_interval_s,
                        backoff_max_s=j.reconnect_max_s, on_gap=on_gap)
     running.metrics.janus_connected.set_function(lambda: 1.0 if tap.connected else 0.0)
-    log.info("janus_tap_starting", url=j.url, rooms=j.rooms or "all")
+    log.info("janus_tap_starting", url=j.url, rooms=j.rooms or "all",
+             audiobridge_rooms=j.audiobridge_rooms)
     await tap.start()
     running.janus = tap
     try:
@@ -202,6 +237,45 @@ async def janus_tapping(running: Running) -> AsyncIterator[JanusRoomTap | None]:
     finally:
         running.janus = None
         await tap.close()
+        if pending:
+            await asyncio.gather(*list(pending), return_exceptions=True)
+
+
+def _gap_publisher(running: Running) -> tuple[Callable[[StreamGap], None],
+                                              set[asyncio.Task[None]]]:
+    """A gap hook for live sources (publishes via :meth:`Pipeline.publish_gap` in a task),
+    and the set of those tasks still running (to await on shutdown)."""
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_gap(gap: StreamGap) -> None:
+        task = asyncio.create_task(running.pipeline.publish_gap(gap))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return on_gap, pending
+
+
+@asynccontextmanager
+async def whep_pulling(running: Running) -> AsyncIterator[list[WhepPuller]]:
+    """Pull every stream of ``settings.whep.sources`` into the pipeline, each restarted with
+    backoff when it ends or cannot be reached (``whep_unavailable`` gaps for the time lost)."""
+    w = running.settings.whep
+    on_gap, pending = _gap_publisher(running)
+    pullers = [WhepPuller(s.url, s.room_id, s.speaker_id, running.pipeline.segments,
+                          token=s.token.get_secret_value() if s.token else None,
+                          vad=vad_params(running.settings), on_gap=on_gap,
+                          backoff_max_s=w.reconnect_max_s) for s in w.sources]
+    running.metrics.whep_sources_up.set_function(
+        lambda: float(sum(p.connected for p in pullers)))
+    for p in pullers:
+        log.info("whep_source_starting", url=p.url, room_id=p.room_id, speaker_id=p.speaker_id)
+        await p.start()
+    running.whep = pullers
+    try:
+        yield pullers
+    finally:
+        running.whep = []
+        await asyncio.gather(*(p.close() for p in pullers), return_exceptions=True)
         if pending:
             await asyncio.gather(*list(pending), return_exceptions=True)
 
@@ -219,7 +293,7 @@ async def serving(running: Running, host: str, port: int) -> AsyncIterator[str]:
     log.info("http_listening", url=url, whip=f"{url}/whip/{{room}}/{{speaker}}",
              metrics=f"{url}/metrics")
     try:
-        async with janus_tapping(running):
+        async with janus_tapping(running), whep_pulling(running):
             yield url
     finally:
         await whip.close()

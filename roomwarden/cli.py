@@ -1,6 +1,7 @@
 """The ``roomwarden`` command (typer).
 
-    roomwarden serve      WHIP endpoint (+ Janus room tap) + pipeline + /metrics, against Kafka
+    roomwarden serve      WHIP endpoint (+ Janus room tap, WHEP pulls, notices) + pipeline +
+                          /metrics, against Kafka
     roomwarden demo       everything embedded: local broker, bundled model, sample room
     roomwarden moderate   the pipeline over recorded files, one speaker per file
 """
@@ -65,7 +66,8 @@ def serve(
         "(janus.url).")] = None,
 ) -> None:
     """Serve the WHIP endpoint, the pipeline and /metrics against the configured Kafka; with
-    --janus (or janus.url), also tap every VideoRoom of that Janus server."""
+    --janus (or janus.url), also tap every VideoRoom (and janus.audiobridge_rooms) of that Janus
+    server; pull whep.sources; post in-room notices when notices.enabled."""
     settings = _settings(config)
     if host is not None:
         settings.http.host = host

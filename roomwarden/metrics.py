@@ -108,6 +108,17 @@ class Metrics:
             "roomwarden_janus_connected", "1 while the Janus room tap has a live session.",
             registry=r,
         )
+        self.whep_sources_up = Gauge(
+            "roomwarden_whep_sources_up", "Configured WHEP sources currently streaming.",
+            registry=r,
+        )
+        self.room_notices = Counter(
+            "roomwarden_room_notices_total",
+            "Alerts considered for an in-room notice, by outcome (sent, failed, cooldown, "
+            "low_confidence, below_severity).",
+            ["outcome"],
+            registry=r,
+        )
         self.stage_errors = Counter(
             "roomwarden_stage_errors_total", "Items a stage failed on, by stage.", ["stage"],
             registry=r,

@@ -91,6 +91,53 @@ class JanusSettings(BaseModel):
     reconnect_max_s: float = Field(default=5.0, gt=0)
     """Cap of the exponential backoff (with jitter) between reconnection attempts while Janus
     is unreachable."""
+    audiobridge_rooms: list[int] = []
+    """AudioBridge room ids to tap as a muted listener (visible in the room as ``RoomWarden``),
+    e.g. ``[4321]`` (env: a JSON list). The mix is credited to speakers from Janus's
+    ``talking`` events (rooms need ``audio_level_event``), else to speaker ``room``. Tapped by
+    the same session as the VideoRooms, so they share its reconnects and outage gaps."""
+
+
+class WhepSourceSettings(BaseModel):
+    """One WHEP endpoint to pull (an item of ``whep.sources``)."""
+
+    url: str
+    """The WHEP endpoint, e.g. ``https://sfu.example/whep/endpoint/stage``."""
+    room_id: str
+    """Room id stamped on the stream's segments, alerts and gaps."""
+    speaker_id: str
+    """Speaker id stamped on the stream's segments (a WHEP stream is one speaker, or a mix)."""
+    token: SecretStr | None = None
+    """Bearer token sent with the WHEP requests, if the endpoint needs one."""
+
+
+class WhepSettings(BaseModel):
+    """Pulling remote streams over WHEP (``ROOMWARDEN_WHEP__*``); started by ``serve``."""
+
+    sources: list[WhepSourceSettings] = []
+    """Streams to pull, e.g. ``[{"url": "http://sfu/whep/stage", "room_id": "stage",
+    "speaker_id": "host"}]`` (env: a JSON list). Each is restarted (exponential backoff with
+    jitter) whenever it cannot be reached or ends; the time it was not heard is reported as a
+    ``whep_unavailable`` gap."""
+    reconnect_max_s: float = Field(default=10.0, gt=0)
+    """Cap of the backoff between attempts to (re)start one source."""
+
+
+class NoticeSettings(BaseModel):
+    """In-room notices to the host, as TextRoom chat through Janus (``ROOMWARDEN_NOTICES__*``).
+
+    Only alerts on confident transcripts notify (low-confidence ones never trigger automatic
+    action); the TextRoom room has the alert's room id (created if missing)."""
+
+    enabled: bool = False
+    """Post a notice into the room for alerts at or above :attr:`min_severity`."""
+    min_severity: Literal["low", "medium", "high", "critical"] = "high"
+    """Least severe alert category that warns the host in the room."""
+    janus_url: str | None = None
+    """Janus HTTP API root whose TextRoom plugin carries the notices. Unset: ``janus.url``."""
+    cooldown_s: float = Field(default=60.0, ge=0)
+    """At most one notice per room per this many seconds (later alerts in it are skipped and
+    counted as ``cooldown``), so a heated room is not flooded."""
 
 
 class VadSettings(BaseModel):
@@ -163,6 +210,8 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     webrtc: WebRtcSettings = WebRtcSettings()
     janus: JanusSettings = JanusSettings()
+    whep: WhepSettings = WhepSettings()
+    notices: NoticeSettings = NoticeSettings()
     vad: VadSettings = VadSettings()
     asr: AsrSettings = AsrSettings()
     policy: PolicySettings = PolicySettings()
