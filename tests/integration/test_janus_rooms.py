@@ -363,3 +363,42 @@ async def test_a_dead_track_under_a_live_publisher_is_a_speaker_gap(tmp_path: Pa
     assert res["died"] - 0.2 <= gap.start_time <= res["died"] + 0.05
     assert gap.duration_s < 3 * POLL + 1.0, gap  # one poll to notice, then a new subscription
     print(f"track_died gap {gap.duration_s:.2f} s")
+
+
+# --- bad input: a publisher whose audio is not Opus ------------------------------------------
+
+async def _pcmu_publisher(base_url: str, clip: Path) -> dict[str, Any]:
+    out: asyncio.Queue[SpeechSegment] = asyncio.Queue()
+    gaps: list[StreamGap] = []
+    res: dict[str, Any] = {}
+    async with aiohttp.ClientSession() as http, \
+            await JanusSession.create(http, base_url) as janus:
+        admin = await janus.attach(VIDEOROOM)
+        # A room that forces G.711: the publisher (aiortc offers Opus, PCMU, PCMA) is accepted
+        # by Janus with PCMU, which RoomWarden does not decode.
+        await admin.send({"request": "create", "room": 6666, "publishers": 4,
+                          "audiocodec": "pcmu", "description": "g711 room"})
+        with structlog.testing.capture_logs() as logs:
+            async with _tap(base_url, out, gaps, rooms=[6666]) as tap:
+                await _until(lambda: 6666 in tap.taps, 5, "the room to be tapped")
+                speaking = asyncio.create_task(
+                    publish_file_to_videoroom(base_url, 6666, clip, "Gee Seven"))
+                await _until(lambda: bool(tap.taps[6666].refused), 10, "the refusal")
+                res["refused"] = dict(tap.taps[6666].refused)
+                res["feed"] = await speaking
+                await _idle(tap)
+        await admin.send({"request": "destroy", "room": 6666})
+    res["segments"], res["gaps"] = _drain(out), gaps
+    res["logs"] = [e for e in logs if e["event"] == "janus_subscription_refused"]
+    return res
+
+
+async def test_a_publisher_with_an_unsupported_codec_is_refused_with_a_reason(
+        tmp_path: Path) -> None:
+    clip, _ = _clip(tmp_path, "bob", 0)
+    async with janus_in_netns("rwcodec") as jn:
+        res = await _run(jn, _pcmu_publisher, jn.base_url, clip)
+    reason = res["refused"].get(res["feed"], "")
+    assert "pcmu" in reason and "only Opus" in reason, res["refused"]
+    assert [e["feed"] for e in res["logs"]] == [res["feed"]]  # logged once, not every poll
+    assert not res["segments"] and not res["gaps"]
