@@ -1,7 +1,7 @@
 """Ingest cost per speaker stream: a Janus VideoRoom tap against the WHIP loopback baseline.
 
     python -m bench.ingest_janus --speakers 1,8,24 --window 15
-    python -m bench.run --suite ingest --out bench/RESULTS_ingest.md
+    python -m bench.run --suite ingest    (make bench: every suite into bench/RESULTS.md)
 
 For each speaker count (speakers play the sample room's three voices in turn, in real time):
 

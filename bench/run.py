@@ -2,7 +2,7 @@
 
     make bench                     # = python -m bench.run --out bench/RESULTS.md
     python -m bench.run --speakers 1,4,8
-    python -m bench.run --suite ingest --out bench/RESULTS_ingest.md
+    python -m bench.run --suite ingest    (make bench: every suite into bench/RESULTS.md)
 
 Suites: ``asr`` (ASR throughput), ``latency`` (end of speech -> alert acked), ``ingest`` (ingest
 cost per speaker stream, Janus VideoRoom tap vs WHIP; needs root and Janus, see
