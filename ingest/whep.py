@@ -26,7 +26,7 @@ import structlog
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from yarl import URL
 
-from ingest.errors import IngestError
+from ingest.errors import WhepError
 from ingest.frames import SpeechSegment
 from ingest.stream_session import EventHook, StreamSession
 from ingest.vad import SpeechSegmenter, VadParams
@@ -36,19 +36,6 @@ log = structlog.get_logger(__name__)
 SDP = "application/sdp"
 
 
-class WhepError(IngestError):
-    """A WHEP server refused or broke a subscription.
-
-    Attributes:
-        status: the HTTP status the server answered with (0 when no HTTP answer was received).
-        reason: the server's plain-text reason, or a description of what went wrong.
-    """
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"WHEP subscription failed ({status}): {reason}" if status
-                         else f"WHEP subscription failed: {reason}")
-        self.status = status
-        self.reason = reason
 
 
 class WhepSource:
