@@ -133,9 +133,5 @@ def moderate(
 app.add_typer(room_app, name="room")
 
 
-def main() -> None:  # pragma: no cover - console entry point alias
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
