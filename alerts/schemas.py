@@ -2,7 +2,9 @@
 
 The schema files live in ``alerts/schemas/`` (package data) and are the published contract:
 ``alert.v1.json``, ``transcript.v1.json`` and ``gap.v1.json`` for the record values,
-``cloudevent.v1.json`` for the CloudEvents attributes carried in the ``ce_*`` headers. Each
+``cloudevent.v1.json`` for the CloudEvents attributes carried in the ``ce_*`` headers of
+those JSON events, and ``segment.v1.json`` for the metadata of a speech segment (its value is
+audio, not JSON: :mod:`alerts.segment_record` checks a segment's attributes itself). Each
 file's ``$id`` is the ``dataschema`` URI its records carry. An incompatible change gets a new
 file (``*.v2.json``), a new ``dataschema`` and a new event type, never an edit of a published
 one.
@@ -29,6 +31,7 @@ __all__ = [
     "ALERT",
     "ATTRIBUTES_SCHEMA_ID",
     "GAP",
+    "SEGMENT",
     "TRANSCRIPT",
     "EventSpec",
     "EventValidationError",
@@ -67,7 +70,13 @@ GAP = EventSpec(
     schema_file="gap.v1.json",
     dataschema="urn:roomwarden:schema:gap.v1",
 )
-_EVENTS = (ALERT, TRANSCRIPT, GAP)
+SEGMENT = EventSpec(
+    name="segment",
+    type="io.roomwarden.segment.v1",
+    schema_file="segment.v1.json",
+    dataschema="urn:roomwarden:schema:segment.v1",
+)
+_EVENTS = (ALERT, TRANSCRIPT, GAP, SEGMENT)
 _ATTRIBUTES_FILE = "cloudevent.v1.json"
 ATTRIBUTES_SCHEMA_ID = "urn:roomwarden:schema:cloudevent.v1"
 

@@ -20,6 +20,7 @@ import typer
 from pydantic import ValidationError
 
 from roomwarden.cli_room import room_app
+from roomwarden.cli_worker import worker_app
 from roomwarden.logs import configure_logging
 from roomwarden.settings import ConfigFileError, Settings, load_settings
 
@@ -131,6 +132,7 @@ def moderate(
 
 
 app.add_typer(room_app, name="room")
+app.add_typer(worker_app, name="worker")
 
 
 if __name__ == "__main__":  # pragma: no cover
