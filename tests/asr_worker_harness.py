@@ -130,6 +130,15 @@ class WorkerProcess:
         self.env, self.log_path = env, log_path
         self.proc: asyncio.subprocess.Process | None = None
 
+    async def __aenter__(self) -> WorkerProcess:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Never leave a worker behind (a failed test would leave it retrying forever)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
     async def start(self) -> None:
         exe = Path(sys.executable).with_name("roomwarden")
         argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "roomwarden"]

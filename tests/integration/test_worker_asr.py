@@ -71,9 +71,9 @@ async def test_worker_killed_mid_batch_transcribes_every_segment_once_after_dedu
     all_ids = {s.segment_id for s in segments}
 
     port = free_port()
-    worker = WorkerProcess(worker_env(kafka_broker, topics, group, port, f"wk-{run}"),
-                           tmp_path / "worker.log")
-    async with TopicWatcher(kafka_broker, topics["transcripts"]) as transcripts, \
+    async with WorkerProcess(worker_env(kafka_broker, topics, group, port, f"wk-{run}"),
+                             tmp_path / "worker.log") as worker, \
+            TopicWatcher(kafka_broker, topics["transcripts"]) as transcripts, \
             TopicWatcher(kafka_broker, topics["dlq"]) as dlq:
         await worker.start()
         assert worker.proc is not None
