@@ -39,6 +39,8 @@ class Transcript:
         no_speech_prob / avg_logprob / compression_ratio: Whisper's own quality signals (worst
             over the decoded sub-segments).
         guard_reasons: why the hallucination guards lowered or rejected the text, if they did.
+        batch_size: how many segments were decoded together in this one's Whisper window
+            (cross-speaker packing; 1 = alone).
     """
 
     segment: SpeechSegment = field(repr=False)
@@ -55,6 +57,7 @@ class Transcript:
     avg_logprob: float = 0.0
     compression_ratio: float = 0.0
     guard_reasons: tuple[str, ...] = ()
+    batch_size: int = 1
 
     @property
     def room_id(self) -> str:

@@ -51,7 +51,10 @@ def build_recognizer(settings: Settings) -> WhisperRecognizer:
     a = settings.asr
     return WhisperRecognizer(AsrParams(model=a.model, compute_type=a.compute_type,
                                        cpu_threads=a.cpu_threads, beam_size=a.beam_size,
-                                       language=a.language))
+                                       language=a.language,
+                                       room_languages=tuple(sorted(a.room_languages.items())),
+                                       pack_window_s=a.pack_window_s, pack_gap_s=a.pack_gap_s,
+                                       pack_max_windows=a.pack_max_windows))
 
 
 def build_publisher(settings: Settings, metrics: Metrics) -> KafkaPublisher:
@@ -124,8 +127,11 @@ async def running_pipeline(
     on_alert: AlertCallback | None = None,
     on_transcript: Callable[[Transcript], None] | None = None,
     metrics: Metrics | None = None,
+    shed: bool | None = None,
 ) -> AsyncIterator[Running]:
-    """Start recognizer, policy, publisher and pipeline; stop them all on exit (after draining)."""
+    """Start recognizer, policy, publisher and pipeline; stop them all on exit (after draining).
+
+    ``shed`` overrides ``pipeline.overload`` (offline jobs pass False: never drop speech)."""
     metrics = metrics or Metrics()
     policy = load_policy(settings)  # first: a broken rule pack fails before anything starts
     # Loading verifies the model's sha256 and maps ~75 MB: keep it off the event loop.
@@ -153,6 +159,9 @@ async def running_pipeline(
                       settings.kafka.gaps_topic),
         segment_queue=settings.pipeline.segment_queue,
         transcript_queue=settings.pipeline.transcript_queue,
+        segment_backlog_s=settings.pipeline.segment_backlog_s,
+        shed=settings.pipeline.overload == "shed_oldest" if shed is None else shed,
+        asr_in_flight=settings.pipeline.asr_in_flight,
         on_alert=on_alert,
         on_transcript=on_transcript,
     )

@@ -4,6 +4,9 @@
                           /metrics, against Kafka
     roomwarden demo       everything embedded: local broker, bundled model, sample room
     roomwarden moderate   the pipeline over recorded files, one speaker per file
+    roomwarden room       simulate a live room on a Janus server
+    roomwarden model      list, verify and install speech recognition models
+    roomwarden worker     pipeline stages as Kafka consumer-group workers (``worker asr``)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import structlog
 import typer
 from pydantic import ValidationError
 
+from roomwarden.cli_model import model_app
 from roomwarden.cli_room import room_app
 from roomwarden.cli_worker import worker_app
 from roomwarden.logs import configure_logging
@@ -132,6 +136,7 @@ def moderate(
 
 
 app.add_typer(room_app, name="room")
+app.add_typer(model_app, name="model")
 app.add_typer(worker_app, name="worker")
 
 

@@ -47,6 +47,21 @@ class Metrics:
         self.asr_audio = Counter(
             "roomwarden_asr_audio_seconds_total", "Seconds of speech transcribed.", registry=r
         )
+        self.asr_received = Counter(
+            "roomwarden_asr_received_seconds_total",
+            "Seconds of speech handed to ASR. Equals transcribed seconds plus gap seconds of "
+            "reasons asr_overload and asr_failed, plus what is still waiting.",
+            registry=r,
+        )
+        self.asr_backlog = Gauge(
+            "roomwarden_asr_backlog_seconds", "Seconds of speech waiting for ASR.", registry=r
+        )
+        self.asr_batch = Histogram(
+            "roomwarden_asr_batch_segments",
+            "Segments decoded together in one Whisper window (cross-speaker packing).",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16),
+            registry=r,
+        )
         self.asr_decode = Histogram(
             "roomwarden_asr_decode_seconds",
             "Wall time to decode one segment.",

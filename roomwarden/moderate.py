@@ -59,7 +59,7 @@ async def run_moderate(
     t0 = time.monotonic()
     kafka = bool(settings.kafka.bootstrap_servers)
     async with running_pipeline(settings, kafka=kafka, on_alert=on_alert,
-                                on_transcript=on_transcript) as running:
+                                on_transcript=on_transcript, shed=False) as running:
         for path in files:
             async for segment in file_segments(path, room_id, path.stem, vad_params(settings)):
                 await running.pipeline.segments.put(segment)

@@ -17,6 +17,7 @@ from typing import Protocol
 import structlog
 
 from alerts.envelope import KafkaRecord, alert_record, gap_record, transcript_record
+from asr.backlog import SegmentBacklog
 from asr.frames import Transcript
 from asr.recognizer import SpeechRecognizer
 from ingest.frames import SpeechSegment, StreamGap
@@ -37,6 +38,24 @@ AlertCallback = Callable[[Alert, float | None], None]
 """Called once an alert is delivered, with end-of-speech -> ack latency (None without Kafka)."""
 
 
+@dataclass(slots=True)
+class AsrAccounting:
+    """Where every second of received speech went. Once the pipeline is drained,
+    ``received_s == transcribed_s + shed_s + failed_s`` (each shed or failed second is also a
+    published gap); while running, the difference is what is waiting or being decoded."""
+
+    received_s: float = 0.0
+    transcribed_s: float = 0.0
+    shed_s: float = 0.0
+    """Dropped unheard because ASR was behind (gap reason ``asr_overload``)."""
+    failed_s: float = 0.0
+    """The recognizer raised on it (gap reason ``asr_failed``)."""
+
+    @property
+    def pending_s(self) -> float:
+        return self.received_s - self.transcribed_s - self.shed_s - self.failed_s
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     alerts: str = "roomwarden.alerts.v1"
@@ -54,7 +73,13 @@ class Pipeline:
         metrics: where observations go.
         source: CloudEvents ``source`` attribute of every record.
         topics: topic names.
-        segment_queue / transcript_queue: queue bounds.
+        segment_queue / transcript_queue: queue bounds (segments / transcripts waiting).
+        segment_backlog_s: bound on seconds of speech waiting for ASR.
+        shed: live mode: when ASR is behind, shed the oldest waiting speech (as gaps) rather
+            than block ingest (:mod:`asr.backlog`). False for offline jobs: ingest waits.
+        asr_in_flight: segments handed to the recognizer at once. The recognizer packs what it
+            holds into shared windows, so this must cover about two windows' worth; the rest
+            waits in the backlog, where shedding applies.
         on_alert: called for each alert once delivered.
         on_transcript: called for each transcript after policy ran (progress reporting).
     """
@@ -70,10 +95,17 @@ class Pipeline:
         topics: Topics = Topics(),
         segment_queue: int = 256,
         transcript_queue: int = 256,
+        segment_backlog_s: float = 120.0,
+        shed: bool = True,
+        asr_in_flight: int = 16,
         on_alert: AlertCallback | None = None,
         on_transcript: Callable[[Transcript], None] | None = None,
     ) -> None:
-        self.segments: asyncio.Queue[SpeechSegment] = asyncio.Queue(segment_queue)
+        self.accounting = AsrAccounting()
+        self.segments: SegmentBacklog = SegmentBacklog(
+            max_segments=segment_queue, max_audio_s=segment_backlog_s, shed=shed,
+            on_shed=self._shed, on_received=self._received)
+        self._asr_in_flight = asr_in_flight
         self._transcripts: asyncio.Queue[Transcript] = asyncio.Queue(transcript_queue)
         self._recognizer = recognizer
         self._policy = policy
@@ -85,10 +117,12 @@ class Pipeline:
         self._on_transcript = on_transcript
         self._tasks: list[asyncio.Task[None]] = []
         self._acks: set[asyncio.Task[None]] = set()
+        self._decodes: set[asyncio.Task[None]] = set()
         self.alerts: list[Alert] = []
         """Every alert raised so far (delivered or not), in order."""
         metrics.watch_queue("segments", self.segments.qsize)
         metrics.watch_queue("transcripts", self._transcripts.qsize)
+        metrics.asr_backlog.set_function(lambda: self.segments.audio_s)
 
     def set_policy(self, policy: PolicyEngine) -> None:
         self._policy = policy
@@ -112,7 +146,7 @@ class Pipeline:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for task in list(self._acks):
+        for task in list(self._acks) + list(self._decodes):
             task.cancel()
 
     async def publish_gap(self, gap: StreamGap) -> None:
@@ -127,23 +161,59 @@ class Pipeline:
                     seconds=round(gap.duration_s, 3))
         await self._send(gap_record(gap, source=self._source, topic=self._topics.gaps), None)
 
+    def _received(self, segment: SpeechSegment) -> None:
+        self.accounting.received_s += segment.duration_s
+        self._metrics.asr_received.inc(segment.duration_s)
+
+    def _shed(self, segment: SpeechSegment) -> None:
+        self.accounting.shed_s += segment.duration_s
+        self._unheard(segment, "asr_overload")
+
+    def _unheard(self, segment: SpeechSegment, reason: str) -> None:
+        """Speech that will never be transcribed becomes a gap: published, counted, logged."""
+        gap = StreamGap(room_id=segment.room_id, speaker_id=segment.speaker_id,
+                        start_time=segment.start_time, end_time=segment.end_time,
+                        reason=reason, source="asr")
+        task = asyncio.create_task(self.publish_gap(gap))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
     async def _asr_loop(self) -> None:
+        # Up to ``asr_in_flight`` segments are with the recognizer at once, so it can pack
+        # several speakers into one window; the rest wait in the backlog.
+        slots = asyncio.Semaphore(self._asr_in_flight)
         while True:
+            await slots.acquire()
             segment = await self.segments.get()
-            try:
-                self._metrics.segments.inc()
-                self._metrics.segment_duration.observe(segment.duration_s)
-                transcript = await self._recognizer.transcribe(segment)
-                self._metrics.asr_audio.inc(segment.duration_s)
-                self._metrics.asr_decode.observe(transcript.asr_seconds)
-                self._metrics.asr_queue_wait.observe(transcript.queued_seconds)
-                await self._transcripts.put(transcript)
-            except Exception:
-                self._metrics.stage_errors.labels(stage="asr").inc()
-                log.exception("asr_failed", room_id=segment.room_id, speaker_id=segment.speaker_id,
-                              segment_id=segment.segment_id)
-            finally:
-                self.segments.task_done()
+            task = asyncio.create_task(self._transcribe(segment, slots))
+            self._decodes.add(task)
+            task.add_done_callback(self._decodes.discard)
+
+    async def _transcribe(self, segment: SpeechSegment, slots: asyncio.Semaphore) -> None:
+        released = False
+        try:
+            self._metrics.segments.inc()
+            self._metrics.segment_duration.observe(segment.duration_s)
+            transcript = await self._recognizer.transcribe(segment)
+            self.accounting.transcribed_s += segment.duration_s
+            self._metrics.asr_audio.inc(segment.duration_s)
+            self._metrics.asr_decode.observe(transcript.asr_seconds)
+            self._metrics.asr_queue_wait.observe(transcript.queued_seconds)
+            self._metrics.asr_batch.observe(transcript.batch_size)
+            # The recognizer is done with it: free the slot before waiting on policy.
+            slots.release()
+            released = True
+            await self._transcripts.put(transcript)
+        except Exception:
+            self.accounting.failed_s += segment.duration_s
+            self._metrics.stage_errors.labels(stage="asr").inc()
+            log.exception("asr_failed", room_id=segment.room_id, speaker_id=segment.speaker_id,
+                          segment_id=segment.segment_id)
+            self._unheard(segment, "asr_failed")
+        finally:
+            if not released:
+                slots.release()
+            self.segments.task_done()
 
     async def _policy_loop(self) -> None:
         while True:

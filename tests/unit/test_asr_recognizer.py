@@ -210,18 +210,19 @@ async def test_event_loop_keeps_running_while_decoding(recognizer: WhisperRecogn
             last = now
 
     tick = asyncio.create_task(ticker())
-    # Three at once: they must queue behind each other on the one model, not overlap.
+    # Three 11 s segments at once on the one model: the first two share one packed window
+    # (22.6 s), the third gets a window of its own, and both windows go through the decoder
+    # as one batch.
     results = await asyncio.gather(*(recognizer.transcribe(segment) for _ in range(3)))
     stop.set()
     await tick
 
     assert len(gaps) > 10
     assert max(gaps) < 0.2, f"event loop stalled for {max(gaps):.3f}s"
-    queued = sorted(r.queued_seconds for r in results)
-    decode = sorted(r.asr_seconds for r in results)
-    assert queued[1] >= 0.9 * decode[0]
-    assert queued[2] >= 0.9 * (decode[0] + decode[1])
-    assert len({r.text for r in results}) == 1
+    assert [r.batch_size for r in results] == [2, 2, 1]
+    assert all(r.queued_seconds < 0.1 for r in results)
+    # Same words; packing may change punctuation at a segment's end.
+    assert len({r.text.rstrip(".") for r in results}) == 1, [r.text for r in results]
 
 
 @pytest.mark.parametrize(("pcm", "message"), [

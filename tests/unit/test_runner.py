@@ -130,3 +130,66 @@ async def test_unacked_records_do_not_count_as_delivered(hold: bool) -> None:
     assert sample(metrics, "roomwarden_alerts_total", category="abuse") == 1
     assert sample(metrics, "roomwarden_alert_latency_seconds_count") == 0
     await pipeline.stop()
+
+
+class SerialSlowRecognizer(FakeRecognizer):
+    """One decode at a time, each costing ``factor`` x the segment's duration: a model that can
+    serve 1/factor speakers in real time."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__(lambda s: "hello there")
+        self._lock = asyncio.Lock()
+        self.factor = factor
+
+    async def transcribe(self, segment: SpeechSegment) -> Transcript:
+        async with self._lock:
+            await asyncio.sleep(segment.duration_s * self.factor)
+            return await super().transcribe(segment)
+
+
+async def test_overload_sheds_oldest_and_every_second_is_accounted_for() -> None:
+    # 12 "speakers" each saying 1 s every 0.1 s of test time against a recognizer serving ~2.5
+    # speakers in real time: far more speech than it can hear.
+    metrics, sink = Metrics(), FakeSink()
+    pipeline = Pipeline(recognizer=SerialSlowRecognizer(0.04),
+                        policy=PolicyEngine(RulePack.load(default_pack_path())),
+                        sink=sink, metrics=metrics, source="/t",
+                        segment_queue=20, segment_backlog_s=10.0, asr_in_flight=4)
+    await pipeline.start()
+    depth = 0
+    for tick in range(15):
+        for speaker in range(12):
+            pipeline.segments.put_nowait(make_segment(speaker_id=f"s{speaker}", seq=tick,
+                                                      start_offset_s=float(tick)))
+            depth = max(depth, pipeline.segments.qsize())
+        await asyncio.sleep(0.1)
+    await asyncio.wait_for(pipeline.drain(), 30)
+    await pipeline.stop()
+
+    acc = pipeline.accounting
+    assert acc.received_s == pytest.approx(180.0)
+    assert acc.shed_s > 60  # it really was overloaded
+    assert acc.transcribed_s + acc.shed_s + acc.failed_s == pytest.approx(acc.received_s,
+                                                                          rel=1e-3)
+    assert depth <= 20 and pipeline.segments.audio_s == 0
+    gaps = [decode_record(r.headers, r.value)[1] for r in sink.records
+            if r.topic == "roomwarden.gaps.v1"]
+    assert {g["reason"] for g in gaps} == {"asr_overload"}
+    gap_seconds = sum(g["duration_s"] for g in gaps)
+    assert gap_seconds == pytest.approx(acc.shed_s, rel=1e-3)
+    assert sample(metrics, "roomwarden_asr_received_seconds_total") == pytest.approx(180.0)
+    assert sample(metrics, "roomwarden_gap_seconds_total", reason="asr_overload") == \
+        pytest.approx(acc.shed_s)
+    assert sample(metrics, "roomwarden_asr_audio_seconds_total") == \
+        pytest.approx(acc.transcribed_s)
+
+
+async def test_a_failed_decode_is_a_gap_too() -> None:
+    sink = FakeSink()
+    segments = [make_segment(seq=i, start_offset_s=float(i)) for i in range(3)]
+    pipeline, metrics, _ = await run_through(BrokenOnce(["a", "b", "c"]), segments, sink)
+    acc = pipeline.accounting
+    assert acc.failed_s == pytest.approx(1.0) and acc.transcribed_s == pytest.approx(2.0)
+    gaps = [decode_record(r.headers, r.value)[1] for r in sink.records
+            if r.topic == "roomwarden.gaps.v1"]
+    assert [g["reason"] for g in gaps] == ["asr_failed"]
