@@ -6,7 +6,9 @@
 
 Suites: ``asr`` (ASR throughput), ``latency`` (end of speech -> alert acked), ``ingest`` (ingest
 cost per speaker stream, Janus VideoRoom tap vs WHIP; needs root and Janus, see
-:mod:`bench.ingest_janus`). The default, ``all``, runs all three.
+:mod:`bench.ingest_janus`). The default, ``all``, runs all three. ``accuracy`` (WER/CER over
+``../shared/evaldata``, :mod:`bench.accuracy`) runs only when asked for: it decodes for several
+minutes and rewrites only its own section of ``--out``, which the other suites keep as it is.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.accuracy_metrics import extract_section, replace_section
 from bench.asr_throughput import bench_asr
 from bench.ingest_janus import bench_ingest, table
 from bench.latency import bench_latency, pct
@@ -50,6 +53,7 @@ def commit() -> str:
 
 
 SUITES = ("asr", "latency", "ingest")
+ON_REQUEST_SUITES = ("accuracy",)  # not in "all": minutes of decoding; section kept when not run
 
 
 async def main(speakers: tuple[int, ...], suites: tuple[str, ...] = SUITES,
@@ -119,7 +123,7 @@ def cli() -> None:
     parser.add_argument("--out", type=Path, help="write the results as Markdown here")
     parser.add_argument("--speakers", default="1,4,8",
                         help="concurrent speaker counts for the latency benchmark")
-    parser.add_argument("--suite", choices=("all", *SUITES), default="all",
+    parser.add_argument("--suite", choices=("all", *SUITES, *ON_REQUEST_SUITES), default="all",
                         help="run only this benchmark (default: all)")
     parser.add_argument("--ingest-speakers", default="1,8,24",
                         help="speaker counts for the ingest benchmark")
@@ -127,6 +131,10 @@ def cli() -> None:
                         help="measured seconds per ingest run")
     args = parser.parse_args()
     configure_logging("warning")
+    if args.suite == "accuracy":
+        from bench.accuracy import main as accuracy_main
+
+        sys.exit(accuracy_main(["--out", str(args.out)] if args.out else []))
     speakers = tuple(int(s) for s in args.speakers.split(","))
     suites = SUITES if args.suite == "all" else (args.suite,)
     ingest_speakers = tuple(int(s) for s in args.ingest_speakers.split(","))
@@ -135,9 +143,10 @@ def cli() -> None:
     if args.out:
         cmd = "python -m bench.run " + " ".join(sys.argv[1:])
         how = f"`make bench` (`{cmd}`)" if args.suite == "all" else f"`{cmd}`"
-        args.out.write_text(
-            f"# Benchmark results\n\nMachine: {machine()}  \nCommit: {commit()}  \n"
-            f"Date: {started}  \nCommand: {how}\n\n{body}\n")
+        text = (f"# Benchmark results\n\nMachine: {machine()}  \nCommit: {commit()}  \n"
+                f"Date: {started}  \nCommand: {how}\n\n{body}\n")
+        kept = extract_section(args.out.read_text()) if args.out.exists() else None
+        args.out.write_text(replace_section(text, kept) if kept else text)
         print(f"wrote {args.out}")
 
 
