@@ -4,11 +4,13 @@
     python -m bench.run --speakers 1,4,8
     python -m bench.run --suite ingest    (make bench: every suite into bench/RESULTS.md)
 
-Suites: ``asr`` (ASR throughput), ``latency`` (end of speech -> alert acked), ``ingest`` (ingest
-cost per speaker stream, Janus VideoRoom tap vs WHIP; needs root and Janus, see
-:mod:`bench.ingest_janus`). The default, ``all``, runs all three. ``accuracy`` (WER/CER over
-``../shared/evaldata``, :mod:`bench.accuracy`) runs only when asked for: it decodes for several
-minutes and rewrites only its own section of ``--out``, which the other suites keep as it is.
+Suites: ``asr`` (ASR throughput), ``batching`` (cross-speaker packing at 16 speakers vs
+one-at-a-time ``transcribe()``, and 16 live speakers with and without it), ``latency`` (end of
+speech -> alert acked), ``ingest`` (ingest cost per speaker stream, Janus VideoRoom tap vs WHIP;
+needs root and Janus, see :mod:`bench.ingest_janus`). The default, ``all``, runs all four.
+``accuracy`` (WER/CER over ``../shared/evaldata``, :mod:`bench.accuracy`) runs only when asked
+for: it decodes for several minutes and rewrites only its own section of ``--out``, which the
+other suites keep as it is.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench.accuracy_metrics import extract_section, replace_section
+from bench.asr_batching import bench_batching
 from bench.asr_throughput import bench_asr
 from bench.ingest_janus import bench_ingest, table
 from bench.latency import bench_latency, pct
@@ -52,7 +55,7 @@ def commit() -> str:
         return "unknown"
 
 
-SUITES = ("asr", "latency", "ingest")
+SUITES = ("asr", "batching", "latency", "ingest")
 ON_REQUEST_SUITES = ("accuracy",)  # not in "all": minutes of decoding; section kept when not run
 
 
@@ -62,6 +65,10 @@ async def main(speakers: tuple[int, ...], suites: tuple[str, ...] = SUITES,
     sections = []
     if "asr" in suites:
         sections.append(await asr_section(room))
+    if "batching" in suites:
+        section = await bench_batching(speakers=16, live_s=60.0)
+        print(section, flush=True)
+        sections.append(section)
     if "latency" in suites:
         sections.append(await latency_section(room, speakers))
     if "ingest" in suites:
