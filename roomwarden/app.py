@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerts.publisher import KafkaPublisher, PublisherParams
 from alerts.room_notice import JanusRoomNotifier, RoomNoticeSink
+from asr.backlog import SegmentBacklog
 from asr.frames import Transcript
 from asr.recognizer import AsrParams, WhisperRecognizer
 from ingest.frames import StreamGap
@@ -28,6 +29,7 @@ from ingest.whip import WhipEndpoint
 from policy.engine import PolicyEngine
 from policy.frames import Alert
 from policy.rules import RulePack, default_pack_path
+from roomwarden.handoff import SegmentHandoff
 from roomwarden.metrics import Metrics
 from roomwarden.runner import AlertCallback, Pipeline, Topics
 from roomwarden.settings import Settings
@@ -84,21 +86,42 @@ def build_publisher(settings: Settings, metrics: Metrics) -> KafkaPublisher:
     return publisher
 
 
+class SegmentIntake(Protocol):
+    """What live sources feed: :class:`Pipeline` (``pipeline.asr = local``) or
+    :class:`SegmentHandoff` (``kafka``)."""
+
+    segments: SegmentBacklog
+
+    async def publish_gap(self, gap: StreamGap) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
 @dataclass
 class Running:
     """What :func:`running_pipeline` hands out while the pipeline runs."""
 
     settings: Settings
     metrics: Metrics
-    pipeline: Pipeline
+    intake: SegmentIntake
+    """Where live sources put segments (``intake.segments``) and gaps (``publish_gap``)."""
     publisher: KafkaPublisher | None
-    recognizer: WhisperRecognizer
+    recognizer: WhisperRecognizer | None
+    """The local model; None in distributed mode (``pipeline.asr = kafka``)."""
     janus: JanusRoomTap | None = None
     """The Janus room tap while :func:`janus_tapping` runs one."""
     whep: list[WhepPuller] = field(default_factory=list)
     """The WHEP pullers while :func:`whep_pulling` runs them."""
     notices: RoomNoticeSink | None = None
-    """The in-room notice sink, when ``notices.enabled``."""
+    """The in-room notice sink, when ``notices.enabled`` (local mode)."""
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The local pipeline (ASR, policy, alerts in this process)."""
+        if not isinstance(self.intake, Pipeline):
+            raise RuntimeError("pipeline.asr = 'kafka': segments are handed to Kafka "
+                               "(running.intake); there is no local pipeline")
+        return self.intake
 
 
 def build_notices(settings: Settings, metrics: Metrics) -> RoomNoticeSink | None:
@@ -129,10 +152,22 @@ async def running_pipeline(
     metrics: Metrics | None = None,
     shed: bool | None = None,
 ) -> AsyncIterator[Running]:
-    """Start recognizer, policy, publisher and pipeline; stop them all on exit (after draining).
+    """Start what ``pipeline.asr`` asks for, stop it all on exit (after draining).
 
+    ``local``: recognizer, policy, publisher and :class:`Pipeline`. ``kafka``: publisher and
+    :class:`SegmentHandoff` only (no model, no policy: ``worker asr`` and ``worker policy``
+    do that), so ``kafka`` must be True and ``on_alert``/``on_transcript`` unset.
     ``shed`` overrides ``pipeline.overload`` (offline jobs pass False: never drop speech)."""
     metrics = metrics or Metrics()
+    shed = settings.pipeline.overload == "shed_oldest" if shed is None else shed
+    if settings.pipeline.asr == "kafka":
+        if not kafka or on_alert is not None or on_transcript is not None:
+            raise ValueError("pipeline.asr = 'kafka' hands segments to Kafka for `roomwarden "
+                             "worker asr` and `worker policy`; this command needs the local "
+                             "pipeline (set pipeline.asr = 'local')")
+        async with _handing_off(settings, metrics, shed=shed) as running:
+            yield running
+        return
     policy = load_policy(settings)  # first: a broken rule pack fails before anything starts
     # Loading verifies the model's sha256 and maps ~75 MB: keep it off the event loop.
     recognizer = await asyncio.to_thread(build_recognizer, settings)
@@ -160,7 +195,7 @@ async def running_pipeline(
         segment_queue=settings.pipeline.segment_queue,
         transcript_queue=settings.pipeline.transcript_queue,
         segment_backlog_s=settings.pipeline.segment_backlog_s,
-        shed=settings.pipeline.overload == "shed_oldest" if shed is None else shed,
+        shed=shed,
         asr_in_flight=settings.pipeline.asr_in_flight,
         on_alert=on_alert,
         on_transcript=on_transcript,
@@ -176,6 +211,33 @@ async def running_pipeline(
         if publisher is not None:
             await publisher.stop()
         recognizer.close()
+
+
+@asynccontextmanager
+async def _handing_off(settings: Settings, metrics: Metrics, *,
+                       shed: bool) -> AsyncIterator[Running]:
+    """Distributed mode: publisher + :class:`SegmentHandoff`, no model, no policy."""
+    if settings.notices.enabled:
+        log.info("room_notices_elsewhere", reason="pipeline.asr = kafka: in-room notices are "
+                 "posted by `roomwarden worker policy`")
+    publisher = build_publisher(settings, metrics)
+    await publisher.start()
+    p = settings.pipeline
+    handoff = SegmentHandoff(sink=publisher, metrics=metrics,
+                             source=f"/roomwarden/{settings.instance}",
+                             segments_topic=settings.asr_worker.segments_topic,
+                             gaps_topic=settings.kafka.gaps_topic, segment_queue=p.segment_queue,
+                             segment_backlog_s=p.segment_backlog_s, shed=shed,
+                             in_flight=p.handoff_in_flight)
+    log.info("segment_handoff", topic=settings.asr_worker.segments_topic,
+             reason="pipeline.asr = kafka: worker asr transcribes, worker policy alerts")
+    await handoff.start()
+    try:
+        yield Running(settings, metrics, handoff, publisher, None)
+        await handoff.drain()
+    finally:
+        await handoff.stop()
+        await publisher.stop()
 
 
 def make_web_app(running: Running) -> tuple[web.Application, WhipEndpoint]:
@@ -194,7 +256,7 @@ def make_web_app(running: Running) -> tuple[web.Application, WhipEndpoint]:
         elif name == "offer_rejected":
             metrics.whip_offers_rejected.labels(reason=str(fields.get("kind", "invalid"))).inc()
 
-    whip = WhipEndpoint(running.pipeline.segments, token=token, vad=vad_params(settings),
+    whip = WhipEndpoint(running.intake.segments, token=token, vad=vad_params(settings),
                         on_event=on_event)
     app = web.Application()
     whip.add_to(app)
@@ -232,7 +294,7 @@ async def janus_tapping(running: Running) -> AsyncIterator[JanusRoomTap | None]:
         yield None
         return
     on_gap, pending = _gap_publisher(running)
-    tap = JanusRoomTap(j.url, running.pipeline.segments, rooms=j.rooms,
+    tap = JanusRoomTap(j.url, running.intake.segments, rooms=j.rooms,
                        audiobridge_rooms=j.audiobridge_rooms,
                        vad=vad_params(running.settings), poll_interval_s=j.poll_interval_s,
                        backoff_max_s=j.reconnect_max_s, on_gap=on_gap)
@@ -257,7 +319,7 @@ def _gap_publisher(running: Running) -> tuple[Callable[[StreamGap], None],
     pending: set[asyncio.Task[None]] = set()
 
     def on_gap(gap: StreamGap) -> None:
-        task = asyncio.create_task(running.pipeline.publish_gap(gap))
+        task = asyncio.create_task(running.intake.publish_gap(gap))
         pending.add(task)
         task.add_done_callback(pending.discard)
 
@@ -270,7 +332,7 @@ async def whep_pulling(running: Running) -> AsyncIterator[list[WhepPuller]]:
     backoff when it ends or cannot be reached (``whep_unavailable`` gaps for the time lost)."""
     w = running.settings.whep
     on_gap, pending = _gap_publisher(running)
-    pullers = [WhepPuller(s.url, s.room_id, s.speaker_id, running.pipeline.segments,
+    pullers = [WhepPuller(s.url, s.room_id, s.speaker_id, running.intake.segments,
                           token=s.token.get_secret_value() if s.token else None,
                           vad=vad_params(running.settings), on_gap=on_gap,
                           backoff_max_s=w.reconnect_max_s) for s in w.sources]

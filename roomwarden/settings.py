@@ -211,6 +211,93 @@ class PipelineSettings(BaseModel):
     so this should cover about two windows (16 x ~3 s utterances)."""
     transcript_queue: int = 256
     """Transcripts waiting for policy and publishing."""
+    asr: Literal["local", "kafka"] = "local"
+    """Where speech is transcribed. ``local``: in this process (``serve`` loads the model and
+    runs policy, as one process). ``kafka``: distributed mode -- ``serve`` loads no model and
+    runs no policy; it publishes every segment (``alerts.segment_record``, key = room id) to
+    ``asr_worker.segments_topic`` for ``roomwarden worker asr``, whose transcripts
+    ``roomwarden worker policy`` turns into alerts. The backlog above still bounds what waits
+    (now for Kafka): it only sheds (``asr_overload`` gaps) when Kafka is unreachable for long
+    enough to fill it. ``demo`` and ``moderate`` need ``local``."""
+    handoff_in_flight: int = Field(default=32, ge=1)
+    """``asr = kafka``: segments handed to the Kafka producer and not yet acknowledged, at
+    most. Acks take milliseconds, so this only binds while Kafka is unreachable: then segments
+    wait in the backlog (bounded in seconds of speech, shed oldest-first) rather than in the
+    producer's buffer (bounded only in records, up to 0.5 MB each)."""
+
+
+class ConsumerGroupSettings(BaseModel):
+    """What every consumer-group worker (``roomwarden worker ...``) shares: its group, the
+    batch it polls, Kafka's group timeouts and its own ``/metrics`` (see
+    ``roomwarden.worker_loop``)."""
+
+    group_id: str
+    """Consumer group: every worker of the group shares the input topic's partitions."""
+    dlq_topic: str
+    """Dead-letter topic: rejected records, unchanged, with ``roomwarden-dlq-*`` headers."""
+    max_batch: int = Field(default=16, ge=1)
+    """Records per poll, processed together and committed together; a crash re-processes at
+    most one poll."""
+    poll_timeout_ms: int = Field(default=500, gt=0)
+    """How long one poll waits for records; also how late SIGTERM is noticed when idle."""
+    fetch_max_wait_ms: int = Field(default=100, gt=0)
+    """How long the broker may hold a fetch that has no data yet. Apache Kafka answers as
+    soon as a record arrives; Tansu (the embedded broker) holds a fetch up to this long, which
+    lands on the hop's latency (sample room, distributed mode: 0.02-0.26 s per hop at
+    aiokafka's default of 500, at most 0.06 s at 100)."""
+    session_timeout_ms: int = Field(default=10_000, gt=0)
+    """A worker silent this long is dropped from the group and its partitions reassigned."""
+    heartbeat_interval_ms: int = Field(default=3_000, gt=0)
+    """Heartbeats to the group coordinator (a third of the session timeout, by habit)."""
+    max_poll_interval_ms: int = Field(default=300_000, gt=0)
+    """A batch taking longer than this (Kafka down for output) makes the worker leave the
+    group; its batch is then re-processed by another member."""
+    revoke_wait_s: float = Field(default=30.0, ge=0)
+    """On a rebalance, how long to wait for the batch in flight to be acked and committed
+    before letting the partitions go (it is re-processed elsewhere if this runs out)."""
+    metrics_host: str = "0.0.0.0"
+    """Address of the worker's own ``/metrics`` and ``/healthz``."""
+    metrics_port: int = Field(default=9464, ge=0)
+    """Port of ``/metrics`` and ``/healthz`` (0 = any free port, logged)."""
+
+
+class AsrWorkerSettings(ConsumerGroupSettings):
+    """``roomwarden worker asr`` (``ROOMWARDEN_ASR_WORKER__*``): segments in, transcripts out
+    (to ``kafka.transcripts_topic``); model from ``asr.*``, Kafka from ``kafka.*``."""
+
+    group_id: str = "roomwarden-asr"
+    """Consumer group: every ASR worker of the group shares the segments topic's partitions."""
+    segments_topic: str = "roomwarden.segments.v1"
+    """Topic of segment records (``alerts.segment_record``) to transcribe; also where ``serve``
+    publishes segments when ``pipeline.asr = kafka``."""
+    dlq_topic: str = "roomwarden.segments.dlq.v1"
+    """Dead-letter topic for segment records: bad input (reason ``wrong_sample_rate``,
+    ``empty_audio``, ...) or audio the recognizer failed on (``asr_failed``)."""
+    max_batch: int = Field(default=16, ge=1)
+    """Segments per poll, transcribed concurrently and committed together. The recognizer
+    packs concurrent segments into shared windows, so larger polls go faster (sample room,
+    tiny.en, 2 cores: 2.8 / 6.2 / 10.3 / 11.5 audio-s per wall-s at 1 / 8 / 16 / 32); a crash
+    re-processes at most one poll. 16 matches ``pipeline.asr_in_flight``."""
+    metrics_port: int = Field(default=9464, ge=0)
+    """Port of the ASR worker's ``/metrics`` and ``/healthz`` (0 = any free port, logged)."""
+
+
+class PolicyWorkerSettings(ConsumerGroupSettings):
+    """``roomwarden worker policy`` (``ROOMWARDEN_POLICY_WORKER__*``): transcripts in (from
+    ``kafka.transcripts_topic``), alerts out (to ``kafka.alerts_topic``); rules from
+    ``policy.rules``; in-room notices from ``notices.*``."""
+
+    group_id: str = "roomwarden-policy"
+    """Consumer group of the policy workers."""
+    dlq_topic: str = "roomwarden.transcripts.dlq.v1"
+    """Dead-letter topic for transcript records that cannot be read (reason
+    ``not_a_transcript``, ``bad_data``, ...) or that policy failed on (``policy_failed``)."""
+    max_batch: int = Field(default=64, ge=1)
+    """Transcripts per poll. Policy takes microseconds per transcript, so a batch costs one
+    round of acks and one commit; larger batches mean fewer commits, more re-processed
+    transcripts after a crash (their alerts dedupe by id)."""
+    metrics_port: int = Field(default=9465, ge=0)
+    """Port of the policy worker's ``/metrics`` and ``/healthz`` (0 = any free port)."""
 
 
 class LogSettings(BaseModel):
@@ -240,6 +327,10 @@ class Settings(BaseSettings):
     asr: AsrSettings = AsrSettings()
     policy: PolicySettings = PolicySettings()
     pipeline: PipelineSettings = PipelineSettings()
+    asr_worker: AsrWorkerSettings = AsrWorkerSettings()
+    """``roomwarden worker asr`` (``ROOMWARDEN_ASR_WORKER__*``, TOML ``[asr_worker]``)."""
+    policy_worker: PolicyWorkerSettings = PolicyWorkerSettings()
+    """``roomwarden worker policy`` (``ROOMWARDEN_POLICY_WORKER__*``, TOML ``[policy_worker]``)."""
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -123,11 +123,13 @@ class TopicWatcher:
 
 
 class WorkerProcess:
-    """``roomwarden worker asr`` as a user runs it: its own process, configured by environment,
-    JSON logs to a file (a file, not a pipe: a chatty worker never blocks on it)."""
+    """``roomwarden worker asr`` (or another ``roomwarden`` command, e.g. ``("worker",
+    "policy")`` or ``("serve",)``) as a user runs it: its own process, configured by
+    environment, JSON logs to a file (a file, not a pipe: a chatty worker never blocks on it)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env, self.log_path = env, log_path
+    def __init__(self, env: dict[str, str], log_path: Path,
+                 command: tuple[str, ...] = ("worker", "asr")) -> None:
+        self.env, self.log_path, self.command = env, log_path, command
         self.proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> WorkerProcess:
@@ -144,7 +146,7 @@ class WorkerProcess:
         argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "roomwarden"]
         with self.log_path.open("ab") as log_file:
             self.proc = await asyncio.create_subprocess_exec(
-                *argv, "worker", "asr", env=self.env, stdout=subprocess.DEVNULL,
+                *argv, *self.command, env=self.env, stdout=subprocess.DEVNULL,
                 stderr=log_file)
 
     def events(self, name: str) -> list[dict[str, Any]]:

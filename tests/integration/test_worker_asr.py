@@ -27,8 +27,9 @@ from alerts.segment_record import (
 from roomwarden.app import build_publisher, build_recognizer
 from roomwarden.broker import LocalBroker, create_topics, free_port
 from roomwarden.readback import read_records
-from roomwarden.settings import Settings
-from roomwarden.worker_asr import AsrWorker, AsrWorkerSettings, WorkerMetrics
+from roomwarden.settings import AsrWorkerSettings, Settings
+from roomwarden.worker_asr import AsrWorker, asr_worker_metrics
+from roomwarden.worker_loop import WorkerMetrics
 from tests.asr_worker_harness import (
     SESSION_TIMEOUT_MS,
     TopicWatcher,
@@ -163,7 +164,7 @@ async def test_offsets_are_committed_only_after_the_output_is_acked(
     settings = Settings()
     settings.kafka.bootstrap_servers = f"127.0.0.1:{output_port}"
     settings.kafka.transcripts_topic = f"wa-{run}.transcripts"
-    metrics = WorkerMetrics()
+    metrics = asr_worker_metrics()
     recognizer = await asyncio.to_thread(build_recognizer, settings)
     publisher = build_publisher(settings, metrics.base)
     await publisher.start()  # Kafka for output is down: it buffers
@@ -239,7 +240,7 @@ async def test_a_second_worker_joining_mid_batch_takes_partitions_without_duplic
                         WorkerMetrics]] = []
 
     async def start_worker(name: str) -> WorkerMetrics:
-        metrics = WorkerMetrics()
+        metrics = asr_worker_metrics()
         publisher = build_publisher(settings, metrics.base)
         await publisher.start()
         worker = AsrWorker(
