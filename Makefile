@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv system-deps whep-server demo test test-unit bench lint sample-room clean
+.PHONY: venv system-deps whep-server demo test test-unit bench bench-accuracy lint sample-room clean
 
 venv: $(STAMP)
 
@@ -58,6 +58,10 @@ test-unit: venv
 
 bench: venv
 	$(BIN)/python -m bench.run --out bench/RESULTS.md
+
+## WER/CER over ../shared/evaldata (minutes of decoding; rewrites only its RESULTS.md section)
+bench-accuracy: venv
+	$(BIN)/python -m bench.run --suite accuracy --out bench/RESULTS.md
 
 lint: venv
 	$(BIN)/ruff check .
