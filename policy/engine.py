@@ -76,15 +76,18 @@ class PolicyEngine:
         pack = self.pack
         segment_id = transcript.segment.segment_id
         alerts: list[Alert] = []
-        for m in self._resolve(matches):
+        seen: dict[str, int] = {}
+        for m in sorted(self._resolve(matches), key=lambda m: (m.start, m.end, m.key)):
             rule = self._rules[m.key]
+            occurrence = seen.get(rule.id, 0)
+            seen[rule.id] = occurrence + 1
             category = pack.categories[rule.category]
             suggestion: Suggestion = category.suggestion
             if not confident and _RANK[suggestion] > _RANK["review"]:
                 suggestion = "review"
             start, end = norm.original_span(m.start, m.end)
             alerts.append(Alert(
-                alert_id=Alert.make_id(segment_id, rule.id, start),
+                alert_id=Alert.make_id(segment_id, rule.id, occurrence),
                 transcript=transcript,
                 category=rule.category,
                 severity=category.severity,

@@ -60,5 +60,9 @@ class Alert:
         return self.transcript.speaker_id
 
     @staticmethod
-    def make_id(segment_id: str, rule_id: str, span_start: int) -> str:
-        return str(uuid.uuid5(_ALERT_NAMESPACE, f"{segment_id}/{rule_id}/{span_start}"))
+    def make_id(segment_id: str, rule_id: str, occurrence: int = 0) -> str:
+        """Deterministic alert id: the ``occurrence``-th match (0-based, in text order) of
+        ``rule_id`` in the speech ``segment_id``. Not the character offset: a replay after a
+        crash may decode the same speech with slightly different text (other segments packed
+        beside it), and must still produce the same id so consumers dedupe it."""
+        return str(uuid.uuid5(_ALERT_NAMESPACE, f"{segment_id}/{rule_id}/{occurrence}"))

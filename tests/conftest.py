@@ -122,7 +122,7 @@ def build_alert(transcript: Transcript | None = None, rule_id: str = "abuse.idio
     transcript = transcript or build_transcript()
     start = transcript.text.index("idiot")
     return Alert(
-        alert_id=Alert.make_id(transcript.segment.segment_id, rule_id, start),
+        alert_id=Alert.make_id(transcript.segment.segment_id, rule_id),
         transcript=transcript, category="abuse", severity="medium", suggestion="review",
         rule_id=rule_id, match=MatchSpan(start, start + 5, "idiot"), policy_hash=POLICY_SHA256,
         policy_name="default", policy_version="2025.11")
