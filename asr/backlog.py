@@ -25,9 +25,17 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from ingest.frames import SpeechSegment
+from ingest.frames import SpeechSegment, StreamGap
 
-__all__ = ["SegmentBacklog"]
+__all__ = ["SegmentBacklog", "unheard_gap"]
+
+
+def unheard_gap(segment: SpeechSegment, reason: str) -> StreamGap:
+    """The gap event for speech that was received but will never be transcribed (shed:
+    ``asr_overload``; the recognizer or hand-off failed on it: ``asr_failed``...)."""
+    return StreamGap(room_id=segment.room_id, speaker_id=segment.speaker_id,
+                     start_time=segment.start_time, end_time=segment.end_time,
+                     reason=reason, source="asr")
 
 
 class SegmentBacklog(asyncio.Queue[SpeechSegment]):

@@ -29,7 +29,7 @@ from prometheus_client import Counter
 
 from alerts.envelope import gap_record
 from alerts.segment_record import BadSegment, segment_record
-from asr.backlog import SegmentBacklog
+from asr.backlog import SegmentBacklog, unheard_gap
 from ingest.frames import SpeechSegment, StreamGap
 from roomwarden.metrics import Metrics
 from roomwarden.runner import RecordSink
@@ -140,9 +140,7 @@ class SegmentHandoff:
 
     def _unheard(self, segment: SpeechSegment, reason: str) -> None:
         """Speech that will never reach ASR becomes a gap: published, counted, logged."""
-        gap = StreamGap(room_id=segment.room_id, speaker_id=segment.speaker_id,
-                        start_time=segment.start_time, end_time=segment.end_time,
-                        reason=reason, source="asr")
+        gap = unheard_gap(segment, reason)
         self._track(self._publish_gap_logged(gap))
 
     async def _publish_gap_logged(self, gap: StreamGap) -> None:

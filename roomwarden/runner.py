@@ -17,7 +17,7 @@ from typing import Protocol
 import structlog
 
 from alerts.envelope import KafkaRecord, alert_record, gap_record, transcript_record
-from asr.backlog import SegmentBacklog
+from asr.backlog import SegmentBacklog, unheard_gap
 from asr.frames import Transcript
 from asr.recognizer import SpeechRecognizer
 from ingest.frames import SpeechSegment, StreamGap
@@ -171,9 +171,7 @@ class Pipeline:
 
     def _unheard(self, segment: SpeechSegment, reason: str) -> None:
         """Speech that will never be transcribed becomes a gap: published, counted, logged."""
-        gap = StreamGap(room_id=segment.room_id, speaker_id=segment.speaker_id,
-                        start_time=segment.start_time, end_time=segment.end_time,
-                        reason=reason, source="asr")
+        gap = unheard_gap(segment, reason)
         task = asyncio.create_task(self.publish_gap(gap))
         self._acks.add(task)
         task.add_done_callback(self._acks.discard)
