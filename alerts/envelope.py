@@ -114,7 +114,7 @@ def alert_data(alert: Alert, *, detected_at: float) -> dict[str, Any]:
     """The JSON data of an alert event (schema ``alerts/schemas/alert.v1.json``)."""
     transcript = alert.transcript
     segment = transcript.segment
-    return {
+    data: dict[str, Any] = {
         "alert_id": alert.alert_id,
         "room_id": segment.room_id,
         "speaker_id": segment.speaker_id,
@@ -139,6 +139,11 @@ def alert_data(alert: Alert, *, detected_at: float) -> dict[str, Any]:
         "speech": _speech(segment),
         "detected_at": rfc3339(detected_at),
     }
+    if alert.match.kind != "exact":  # optional in the schema: absent means exact
+        data["match"]["kind"] = alert.match.kind
+    if alert.transcript_ids:  # cross-segment matches only (optional in the schema)
+        data["transcript_ids"] = list(alert.transcript_ids)
+    return data
 
 
 def transcript_data(transcript: Transcript) -> dict[str, Any]:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from asr.frames import Transcript
 
 Severity = Literal["low", "medium", "high", "critical"]
 Suggestion = Literal["pass", "review", "block"]
+MatchKind = Literal["exact", "normalized", "leet", "fuzzy", "pinyin", "cross_segment"]
+"""How a term was found, from most to least literal: ``exact`` (the span is the term, up to
+case and spacing), ``normalized`` (after width/punctuation/spacing/script folding),
+``leet`` (digits, symbols or look-alike letters folded), ``fuzzy`` (repeated letters
+squeezed: ``fuuuck``), ``pinyin`` (a Chinese sound-alike or Latin-typed pinyin),
+``cross_segment`` (the phrase was split across consecutive segments of one speaker). Consumers
+may lower severity or route sound-alike and fuzzy matches to review."""
+MATCH_KINDS: tuple[str, ...] = get_args(MatchKind)
 
 _ALERT_NAMESPACE = uuid.UUID("6b1f3c1e-5d0a-4c39-9a57-52a0d6f1e0aa")
 
@@ -21,6 +29,8 @@ class MatchSpan:
     start: int
     end: int
     text: str
+    kind: MatchKind = "exact"
+    """How the term was found (see :data:`MatchKind`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,8 @@ class Alert:
         match: the matched span in the transcript text.
         policy_hash: sha256 of the rule pack file in force.
         policy_name / policy_version: from the rule pack.
+        transcript_ids: for a ``cross_segment`` match, the ids of every transcript the phrase
+            spans, oldest first (the last is ``transcript``'s); empty otherwise.
     """
 
     alert_id: str
@@ -50,6 +62,7 @@ class Alert:
     policy_hash: str
     policy_name: str = ""
     policy_version: str = ""
+    transcript_ids: tuple[str, ...] = ()
 
     @property
     def room_id(self) -> str:

@@ -1,25 +1,47 @@
 """Text normalization for matching, with a map back to the original text.
 
-``normalize("You,  IDIOT!")`` gives ``NormalizedText("you idiot", index)``: word tokens, casefolded
-and NFKC-folded (full-width letters become ASCII), joined by single spaces. Apostrophes inside a
-word vanish (``don't`` -> ``dont``); every other run of punctuation, symbols or whitespace becomes
-one space; zero-width characters and combining marks are dropped (``i\u200bdiot`` -> ``idiot``).
+``normalize("You,  IDIOT!")`` gives ``NormalizedText("you idiot", index)``. The layers, in order
+(each a small function below):
 
-Because the normalized text is nothing but tokens and single spaces, a term matches on word
-boundaries exactly when it starts and ends at a token edge: ``kill`` cannot match inside
-``skill``. ``index[i]`` is the offset in the original text of normalized character ``i``, so a
-match can be reported against what the recognizer actually produced.
+1. :func:`_fold` -- NFKC (full-width letters become ASCII, ligatures expand) and casefold;
+   zero-width/format characters and combining marks are dropped (``i\u200bdiot`` -> ``idiot``).
+2. :func:`_to_simplified` -- Traditional Chinese -> Simplified (OpenCC ``t2s``, via
+   :func:`asr.script.to_simplified`). Applied only when the conversion keeps the length (true for
+   almost all text: t2s is character for character); otherwise character by character, keeping
+   a character whose conversion would change the length.
+3. :func:`_tokens` -- word tokens: letters/digits, inner apostrophes dropped (``don't`` ->
+   ``dont``), every other run of punctuation, symbols or whitespace is a separator. Inside each
+   token, :func:`policy.leet.fold_token` folds leetspeak and look-alike letters (``k1ll`` ->
+   ``kill``, Cyrillic ``іdiot`` -> ``idiot``) when the token mixes them with letters. A token
+   is split where Chinese/Japanese characters meet other letters, so English words next to
+   Chinese keep their word boundaries.
+4. :func:`_join_spelled` -- three or more single-letter Latin tokens in a row are one spelled-out
+   word (``f u c k``, ``f.u.c.k`` -> ``fuck``); one or two single letters (``a``, ``i``, ``plan
+   b``) stay words.
+5. Joining: tokens are separated by one space, except between two Chinese/Japanese tokens,
+   which are joined (those scripts have no spaces, so ``赌 博`` and ``赌-博`` are ``赌博``).
 
-The ASCII case (nearly every Whisper transcript) takes a fast path: one lowercase, one regex scan.
+Because the normalized text is nothing but tokens and single spaces, a Latin term matches on
+word boundaries exactly when it starts and ends at a token edge (``kill`` cannot match inside
+``skill``), while Chinese terms match as substrings. ``index[i]`` is the offset in the original
+text of normalized character ``i``, so a match is reported against what the recognizer produced;
+``folded`` holds the normalized positions that leet/look-alike folding changed (matches over
+them are reported as ``leet``).
+
+:func:`normalize_text` returns only the text and takes a fast path for plain ASCII (nearly every
+English transcript): one lowercase, one regex scan; it always equals ``normalize(t).text``.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["NormalizedText", "normalize", "normalize_term"]
+from asr.script import contains_han, to_simplified
+from policy.leet import fold_token
+
+__all__ = ["NormalizedText", "is_unspaced", "normalize", "normalize_term", "normalize_text"]
 
 _APOSTROPHES = "'\u2019\u02bc\u2018"
 """ASCII apostrophe, right single quote (the typographic apostrophe), modifier letter
@@ -27,7 +49,26 @@ apostrophe, left single quote (a common typo for the apostrophe)."""
 
 # A word: letters/digits (\w minus underscore), optionally joined by inner apostrophes.
 _WORD = re.compile(rf"[^\W_]+(?:[{_APOSTROPHES}][^\W_]+)*")
+# A token before leet folding: like a word, but @ and $ count as (leet) characters.
+_TOKEN = re.compile(rf"(?:[^\W_]|[@$])+(?:[{_APOSTROPHES}](?:[^\W_]|[@$])+)*")
 _APOS = re.compile(f"[{_APOSTROPHES}]")
+_UNSPACED = re.compile(r"[\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+"""Scripts written without spaces between words: Han (Chinese), kana (Japanese)."""
+_SCRIPT_RUN = re.compile(
+    r"[\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
+    r"|[^\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+# ASCII text that the fast path cannot handle: letters mixed with leet characters, or three
+# single letters in a row. Over-matching only sends text to the (equivalent) slow path.
+_ASCII_SLOW = re.compile(
+    r"[a-z]'*[0-9@$]|[0-9@$]'*[a-z]"
+    r"|(?<![a-z0-9])[a-z][^a-z0-9]+[a-z][^a-z0-9]+[a-z](?![a-z0-9])")
+SPELLED_MIN_LETTERS = 3
+"""Single-letter tokens in a row joined into one word (3: ``a`` / ``plan b`` stay words)."""
+
+
+def is_unspaced(ch: str) -> bool:
+    """True for a character of a script written without spaces (Han, kana)."""
+    return _UNSPACED.match(ch) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,15 +76,18 @@ class NormalizedText:
     """Normalized text plus, for each of its characters, the offset in the original.
 
     Attributes:
-        text: space-separated word tokens, casefolded and NFKC-folded.
+        text: word tokens (casefolded, NFKC-folded, leet-folded, Simplified) separated by
+            single spaces, Chinese tokens joined.
         index: ``index[i]`` is the offset in ``original`` of ``text[i]`` (for a space: the first
             separator character it replaced).
         original: the text that was normalized.
+        folded: positions in ``text`` that leet or look-alike folding changed.
     """
 
     text: str
     index: list[int]
     original: str = ""
+    folded: frozenset[int] = field(default_factory=frozenset)
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         """Map the normalized span ``[start, end)`` (non-empty) to ``[start, end)`` offsets in
@@ -91,29 +135,106 @@ def _fold(text: str) -> tuple[str, list[int] | None]:
     return "".join(out), idx
 
 
+def _to_simplified(folded: str) -> str:
+    """Traditional -> Simplified without moving offsets (see the module docstring)."""
+    if not contains_han(folded):
+        return folded
+    converted = to_simplified(folded)
+    if len(converted) == len(folded):
+        return converted
+    out = []
+    for ch in folded:
+        c = to_simplified(ch)
+        out.append(c if len(c) == 1 else ch)
+    return "".join(out)
+
+
+_Token = tuple[str, list[int], list[bool]]
+"""A token: its text, the folded-text offset of each character, and which were leet-folded."""
+
+
+def _tokens(folded: str) -> list[_Token]:
+    """Word tokens of the folded text, leet-folded and split at script changes."""
+    out: list[_Token] = []
+    for m in _TOKEN.finditer(folded):
+        s = m.start()
+        raw = m.group()
+        positions = [s + k for k, c in enumerate(raw) if c not in _APOSTROPHES]
+        word = _APOS.sub("", raw) if len(positions) != len(raw) else raw
+        word, changed = fold_token(word)
+        flags = [a != b for a, b in zip(word, "".join(folded[p] for p in positions),
+                                        strict=True)] if changed else [False] * len(word)
+        # @ and $ left over (not leet here): separators, as any other symbol.
+        pieces = ([(p.start(), p.end()) for p in re.finditer(r"[^@$]+", word)]
+                  if "@" in word or "$" in word else [(0, len(word))])
+        for a, b in pieces:
+            piece = word[a:b]
+            if piece.isascii():
+                out.append((piece, positions[a:b], flags[a:b]))
+                continue
+            for r in _SCRIPT_RUN.finditer(piece):
+                ra, rb = a + r.start(), a + r.end()
+                out.append((word[ra:rb], positions[ra:rb], flags[ra:rb]))
+    return out
+
+
+def _join_spelled(tokens: list[_Token]) -> list[_Token]:
+    """Join runs of ``SPELLED_MIN_LETTERS`` or more single Latin letters into one token."""
+    out: list[_Token] = []
+    i, n = 0, len(tokens)
+    while i < n:
+        j = i
+        while j < n and len(tokens[j][0]) == 1 and "a" <= tokens[j][0] <= "z":
+            j += 1
+        if j - i >= SPELLED_MIN_LETTERS:
+            run = tokens[i:j]
+            out.append(("".join(t[0] for t in run), [t[1][0] for t in run],
+                        [t[2][0] for t in run]))
+            i = j
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
 def normalize(text: str) -> NormalizedText:
     """Normalize ``text`` for matching; see the module docstring."""
     folded, fidx = _fold(text)
+    folded = _to_simplified(folded)
+    tokens = _join_spelled(_tokens(folded))
     parts: list[str] = []
     index: list[int] = []
+    leet: list[int] = []
     prev_end = 0
-    for m in _WORD.finditer(folded):
-        s, e = m.span()
-        word = m.group()
-        if parts:
+    prev_unspaced = False
+    for word, positions, flags in tokens:
+        unspaced = is_unspaced(word[0])
+        if parts and not (prev_unspaced and unspaced):
             parts.append(" ")
-            index.append(prev_end)  # the space stands for the separator run that began here
-        if "'" in word or not word.isascii():
-            positions = [s + k for k, c in enumerate(word) if c not in _APOSTROPHES]
-            word = _APOS.sub("", word)
-        else:
-            positions = list(range(s, e))
+            # the space stands for the separator run that began here (or the script change)
+            index.append(min(prev_end, positions[0]))
+        base = len(index)
         parts.append(word)
         index.extend(positions)
-        prev_end = e
+        if True in flags:
+            leet.extend(base + k for k, f in enumerate(flags) if f)
+        prev_end = positions[-1] + 1
+        prev_unspaced = is_unspaced(word[-1])
     if fidx is not None:
         index = [fidx[i] for i in index]
-    return NormalizedText("".join(parts), index, text)
+    return NormalizedText("".join(parts), index, text, frozenset(leet))
+
+
+def normalize_text(text: str) -> str:
+    """``normalize(text).text``, without the offset map; fast for plain ASCII text."""
+    if text.isascii():
+        lower = text.lower()
+        if _ASCII_SLOW.search(lower) is None:
+            words = _WORD.findall(lower)
+            if "'" in lower:
+                words = [w.replace("'", "") for w in words]
+            return " ".join(words)
+    return normalize(text).text
 
 
 def normalize_term(term: str) -> str:

@@ -1,0 +1,112 @@
+"""Chinese sound-alike matching: text and terms as pinyin syllables (``pypinyin``).
+
+A recognizer that mishears, or a speaker who dodges a filter, swaps a character for another
+with the same sound: ``赌博`` (du bo) written ``堵博``, ``卖大麻`` as ``卖大马``, or typed in
+Latin letters as ``du bo`` / ``dubo``. Matching the *syllables* instead of the characters
+catches all of them.
+
+:func:`pinyin_text` turns normalized text into one space-separated unit per Han character (its
+syllable) and per other token (kept as written, so Latin-typed pinyin lines up with syllables),
+remembering each unit's span in the normalized text. :func:`term_readings` gives a term's
+syllable sequences. Two modes:
+
+* ``toneless`` (default): ``du bo``. Catches the most; also conflates words that differ only
+  in tone (``冰毒`` bīng dú, ice/meth vs ``病毒`` bìng dú, virus), which is why the default pack
+  lists phrases (``卖冰毒``), not bare words.
+* ``tones``: ``du3 bo2`` (TONE3, neutral tone 5): only true homophones match.
+
+Each Han character is read with its most common reading (per-character cache, so the hot path
+is a dict lookup); a term also registers its in-context phrase reading when that differs (a
+polyphonic character such as ``行`` reads xing or hang).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pypinyin import Style, lazy_pinyin
+
+from policy.normalize import is_unspaced
+
+__all__ = ["PinyinMode", "PinyinText", "is_han", "pinyin_text", "syllable", "term_readings"]
+
+PinyinMode = Literal["off", "toneless", "tones"]
+"""``off``: no sound-alike matching; ``toneless``: syllables without tones; ``tones``: with."""
+
+_CACHE: dict[tuple[str, bool], str] = {}
+
+
+def is_han(ch: str) -> bool:
+    """True for a Han (Chinese) character: the ones that have pinyin."""
+    return "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"
+
+
+def _style(tones: bool) -> Style:
+    return Style.TONE3 if tones else Style.NORMAL
+
+
+def syllable(ch: str, tones: bool = False) -> str:
+    """The most common reading of the Han character ``ch`` (``du`` / ``du3``)."""
+    key = (ch, tones)
+    s = _CACHE.get(key)
+    if s is None:
+        s = lazy_pinyin(ch, style=_style(tones), neutral_tone_with_five=True)[0]
+        _CACHE[key] = s
+    return s
+
+
+def term_readings(term: str, tones: bool = False) -> set[tuple[str, ...]]:
+    """Syllable sequences of a normalized term made only of Han characters (at least two:
+    one syllable alone is too ambiguous); empty for any other term."""
+    if len(term) < 2 or not all(is_han(c) for c in term):
+        return set()
+    per_char = tuple(syllable(c, tones) for c in term)
+    phrase = tuple(lazy_pinyin(term, style=_style(tones), neutral_tone_with_five=True))
+    return {per_char, phrase} if len(phrase) == len(term) else {per_char}
+
+
+@dataclass(frozen=True, slots=True)
+class PinyinText:
+    """Normalized text as pinyin units.
+
+    Attributes:
+        text: the units joined by single spaces.
+        spans: ``spans[u]`` is the ``[start, end)`` of unit ``u`` in the normalized text.
+        unit_at: ``unit_at[i]`` is the unit that character ``i`` of ``text`` belongs to (a
+            space: the unit before it).
+    """
+
+    text: str
+    spans: list[tuple[int, int]]
+    unit_at: list[int]
+
+    def normalized_span(self, start: int, end: int) -> tuple[int, int]:
+        """The normalized-text span covered by the units in ``text[start:end]``."""
+        return self.spans[self.unit_at[start]][0], self.spans[self.unit_at[end - 1]][1]
+
+
+def pinyin_text(normalized: str, tones: bool = False) -> PinyinText:
+    """``normalized`` (from :func:`policy.normalize.normalize`) as pinyin units."""
+    units: list[str] = []
+    spans: list[tuple[int, int]] = []
+    i, n = 0, len(normalized)
+    while i < n:
+        ch = normalized[i]
+        if ch == " ":
+            i += 1
+        elif is_unspaced(ch):
+            units.append(syllable(ch, tones) if is_han(ch) else ch)
+            spans.append((i, i + 1))
+            i += 1
+        else:
+            j = i + 1
+            while j < n and normalized[j] != " " and not is_unspaced(normalized[j]):
+                j += 1
+            units.append(normalized[i:j])
+            spans.append((i, j))
+            i = j
+    unit_at: list[int] = []
+    for u, unit in enumerate(units):
+        unit_at.extend([u] * (len(unit) + 1))
+    return PinyinText(" ".join(units), spans, unit_at)
