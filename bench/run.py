@@ -55,7 +55,7 @@ def commit() -> str:
         return "unknown"
 
 
-SUITES = ("asr", "batching", "latency", "ingest")
+SUITES = ("asr", "batching", "latency", "ingest", "policy")
 ON_REQUEST_SUITES = ("accuracy",)  # not in "all": minutes of decoding; section kept when not run
 
 
@@ -73,6 +73,10 @@ async def main(speakers: tuple[int, ...], suites: tuple[str, ...] = SUITES,
         sections.append(await latency_section(room, speakers))
     if "ingest" in suites:
         sections.append(await ingest_section(ingest_speakers, ingest_window_s))
+    if "policy" in suites:
+        from bench.policy_matching import run as policy_matching
+
+        sections.append(policy_matching())
     return "\n\n".join(sections)
 
 
