@@ -8,9 +8,12 @@ here before it becomes a :class:`~asr.frames.Transcript`:
   ``avg_logprob`` below its threshold -- Whisper's own rule) is dropped: ``no_speech``;
 * a sub-segment that is nothing but known invented phrases is dropped: ``invented_phrase``;
 * nothing left but punctuation -> ``rejected`` (``empty_text`` when no other reason explains it);
-* what is left is ``low`` (review only) when a sub-segment loops (``repetition``: gzip ratio
-  above threshold), decodes poorly (``low_avg_logprob``) or the mean word probability is low
-  (``low_word_probability``); otherwise ``confident``.
+* what is left is ``low`` (review only) when it loops (``repetition``: a sub-segment's gzip
+  ratio above threshold, or a phrase said over and over, see :func:`loops`), decodes poorly
+  (``low_avg_logprob``), is probably not speech by Whisper's own no-speech probability even
+  though it decoded fluently (``high_no_speech_prob``), or the mean word probability is low
+  (``low_word_probability``); otherwise ``confident``. So ``confident`` needs both of
+  Whisper's signals to agree that this was speech, decoded well.
 
 Reasons are reported even when the class stays ``confident`` (a dropped trailing "Thanks for
 watching" next to real speech), so the audit record shows every edit the guards made.
@@ -30,7 +33,8 @@ from typing import Protocol
 from asr.frames import ConfidenceClass, Word
 from asr.params import AsrParams
 
-__all__ = ["Judgement", "SubSegment", "WordLike", "is_invented", "judge"]
+__all__ = ["LOOP_MIN_REPEATS", "LOOP_MIN_WORDS", "Judgement", "SubSegment", "WordLike",
+           "is_invented", "judge", "loops"]
 
 
 class WordLike(Protocol):
@@ -102,6 +106,36 @@ def is_invented(text: str, phrases: Sequence[str]) -> bool:
     pattern = _phrase_pattern(tuple(phrases))
     squashed = _squash(text)
     return bool(pattern and squashed and pattern.fullmatch(squashed))
+
+
+LOOP_MIN_REPEATS = 3
+"""A phrase said this many times back to back is a decoding loop, however short the text."""
+LOOP_MIN_WORDS = 4
+"""...when the repeats total at least this many words, so "no no no" and "go go go" stay
+speech. Why a second loop rule: Whisper's compression ratio cannot see loops in short text
+(gzip's overhead keeps it under 2.4), and the multilingual base model, detecting the language
+of ten seconds of synthesized chords, wrote "P.S.A.P." five times (ratio 2.20, avg_logprob
+-0.43, no_speech 0.50, word probability 0.73: ``confident`` by every other rule), and of
+fifteen seconds of a sine melody "I'm not sure if I can do it." three times (ratio 2.15). None of the
+57 real-speech segments measured (``../shared/evaldata/en_speech`` and the sample room) has a
+repeat of either kind (``bench.nonspeech``)."""
+
+
+def loops(text: str) -> bool:
+    """True when some word or phrase of ``text`` repeats :data:`LOOP_MIN_REPEATS` or more times
+    back to back, the repeats totalling at least :data:`LOOP_MIN_WORDS` words (case and
+    punctuation ignored)."""
+    words = [w for w in (_squash(t) for t in text.split()) if w]
+    for n in range(1, len(words) // LOOP_MIN_REPEATS + 1):
+        # A run of r positions where words[i] == words[i + n] is r + n words repeating with
+        # period n: that many words hold (r + n) / n repeats of the phrase.
+        need = max((LOOP_MIN_REPEATS - 1) * n, LOOP_MIN_WORDS - n)
+        run = 0
+        for i in range(len(words) - n):
+            run = run + 1 if words[i] == words[i + n] else 0
+            if run >= need:
+                return True
+    return False
 
 
 def _has_content(text: str) -> bool:
@@ -179,11 +213,18 @@ def judge(
 
     confidence = sum(w.probability for w in words) / len(words) if words else 0.0
     lowering: list[str] = []
-    if params.guards and any(s.compression_ratio > params.compression_ratio_threshold
-                             for s in kept):
+    if params.guards and (any(s.compression_ratio > params.compression_ratio_threshold
+                              for s in kept) or loops(text)):
         lowering.append("repetition")
     if params.guards and any(s.avg_logprob < params.log_prob_threshold for s in kept):
         lowering.append("low_avg_logprob")
+    # Whisper's rule above drops text only when both signals say "no speech". A decode it thinks
+    # is probably not speech but writes fluently is the typical hallucination on tones and
+    # noise (a 1 kHz beep written "F***!" at avg_logprob -0.56, word probability 0.9, when
+    # packed with the beeps before it): never automatic action on that, review at most.
+    # Threshold and its measurement: AsrParams.no_speech_threshold.
+    if params.guards and any(s.no_speech_prob > params.no_speech_threshold for s in kept):
+        lowering.append("high_no_speech_prob")
     if confidence < params.low_confidence_below:
         lowering.append("low_word_probability")
     for reason in lowering:

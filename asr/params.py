@@ -72,7 +72,14 @@ class AsrParams:
             same segment would not always give the same transcript) and cost up to one extra
             decode each; the guards below classify a failed decode instead of retrying it.
         no_speech_threshold: a sub-segment whose no-speech probability is above this AND whose
-            ``avg_logprob`` is below ``log_prob_threshold`` is dropped (Whisper's own rule).
+            ``avg_logprob`` is below ``log_prob_threshold`` is dropped (Whisper's own rule,
+            Whisper's default 0.6); above it alone, the transcript is at most ``low``
+            (``high_no_speech_prob``). Measured with tiny.en (``bench.nonspeech``, ``--speech``):
+            real speech (57 VAD segments of ``../shared/evaldata/en_speech`` and the sample
+            room) peaks at 0.58 decoded alone (a "five five" already ``low``; the next is 0.32)
+            and at 0.32 packed next to non-speech, while every non-speech decode that got past
+            Whisper's rule as ``confident`` (a 1 kHz beep written "F***!", packed with the beeps
+            before it) had 0.70-0.75.
         log_prob_threshold: see ``no_speech_threshold``; a kept sub-segment below it makes the
             transcript ``low``.
         compression_ratio_threshold: gzip compression ratio of a sub-segment's text above which

@@ -7,7 +7,7 @@ from faster_whisper.transcribe import Segment
 from faster_whisper.transcribe import Word as FwWord
 
 from asr.frames import Word
-from asr.guards import is_invented, judge
+from asr.guards import is_invented, judge, loops
 from asr.params import DEFAULT_INVENTED_PHRASES, AsrParams
 
 PARAMS = AsrParams()
@@ -54,7 +54,21 @@ def test_whisper_no_speech_rule_needs_both_signals() -> None:
 
     assert judge([silent], PARAMS, offset_s=0, duration_s=3).confidence_class == "rejected"
     kept = judge([sure], PARAMS, offset_s=0, duration_s=3)
-    assert kept.text == "yes" and kept.confidence_class == "confident"
+    # Kept (Whisper's rule needs both signals), but never confident: it may not be speech.
+    assert kept.text == "yes" and kept.confidence_class == "low"
+    assert kept.guard_reasons == ("high_no_speech_prob",)
+
+
+def test_fluent_text_on_probable_non_speech_is_never_confident() -> None:
+    # A 1 kHz beep packed with the beeps before it, as tiny.en decoded it (bench.nonspeech).
+    beep = sub("F***!", no_speech=0.70, logprob=-0.56, prob=0.92, ratio=0.38)
+    # The highest no-speech probability real speech reached there ("five five", decoded alone).
+    speech = sub("five five", no_speech=0.58, logprob=-0.56, prob=0.9)
+
+    j = judge([beep], PARAMS, offset_s=0, duration_s=1.6)
+    assert (j.text, j.confidence_class, j.guard_reasons) == ("F***!", "low",
+                                                             ("high_no_speech_prob",))
+    assert judge([speech], PARAMS, offset_s=0, duration_s=1.5).confidence_class == "confident"
 
 
 def test_only_silence_is_rejected_with_its_evidence() -> None:
@@ -121,6 +135,31 @@ def test_repetition_loop_is_low() -> None:
     assert j.confidence_class == "low"
     assert j.guard_reasons == ("repetition",)
     assert j.compression_ratio == 3.1
+
+
+def test_short_loops_the_compression_ratio_misses_are_low() -> None:
+    # What the multilingual base model wrote on synthesized chords (bench.nonspeech): ratio
+    # 2.20, every other signal fine.
+    j = judge([sub("P.S.A.P. P.S.A.P. P.S.A.P. P.S.A.P. P.S.A.P.", no_speech=0.5,
+                   logprob=-0.43, prob=0.73, ratio=2.2)], PARAMS, offset_s=0, duration_s=3)
+
+    assert (j.confidence_class, j.guard_reasons) == ("low", ("repetition",))
+
+
+@pytest.mark.parametrize(("text", "looping"), [
+    ("P.S.A.P. P.S.A.P. P.S.A.P. P.S.A.P.", True),
+    ("I'm not sure if I can do it. I'm not sure if I can do it. I'm not sure if I can do it.",
+     True),
+    ("no, No, no, NO!", True),
+    ("one two one two one two", True),
+    ("no no no", False),  # a speaker's emphasis, not a decoding loop
+    ("I'm sorry. I'm sorry.", False),
+    ("I don't know, I don't know", False),
+    ("he was not an ill disposed young man", False),
+    ("", False),
+])
+def test_loops(text: str, looping: bool) -> None:
+    assert loops(text) is looping
 
 
 def test_poor_decode_and_unsure_words_are_low() -> None:
