@@ -181,6 +181,11 @@ async def run_nonspeech(settings: Settings, files: list[SpeakerFile],
     return NonSpeechReport(model_id, list(rows.values()), alerts, time.monotonic() - t0)
 
 
+def _clip(text: str, limit: int = 120) -> str:
+    """A transcript for one line of the report (decoding loops run to hundreds of characters)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _row(name: str, seconds: float, segments: int, classes: Counter[str], alerts: int) -> str:
     return (f"| {name} | {seconds:.0f} | {segments} | {classes['confident']} | {classes['low']} "
             f"| {classes['rejected']} | {alerts} |")
@@ -207,7 +212,7 @@ def format_report(report: NonSpeechReport) -> str:
             f"- {sound} {seg.start_offset_s:.1f}-{seg.end_offset_s:.1f} s [{t.confidence_class}"
             f" {','.join(t.guard_reasons)}] no_speech={t.no_speech_prob:.2f} "
             f"avg_logprob={t.avg_logprob:.2f} cr={t.compression_ratio:.2f} "
-            f"p(word)={t.confidence:.2f}: {t.text!r}")
+            f"p(word)={t.confidence:.2f}: {_clip(t.text)!r}")
     lines += ["", f"Wall time {report.wall_s:.1f} s (model load and ASR; generation and VAD "
               "excluded)."]
     return "\n".join(lines)
