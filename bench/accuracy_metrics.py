@@ -30,6 +30,8 @@ from pathlib import Path
 
 import jiwer
 
+from bench import sections
+
 __all__ = [
     "REAL_REF_TYPES",
     "Clip",
@@ -361,29 +363,11 @@ SECTION_HEADING = "## ASR accuracy"
 
 
 def replace_section(document: str, section: str) -> str:
-    """``document`` with its ``## ASR accuracy...`` section (up to the next ``## `` heading)
-    replaced by ``section``, or with ``section`` appended when it has none. Other sections are
-    left byte for byte: other benchmarks own them."""
-    if not section.startswith(SECTION_HEADING):
-        raise ValueError(f"section must start with {SECTION_HEADING!r}")
-    lines = document.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith(SECTION_HEADING)), None)
-    body = section.rstrip("\n") + "\n"
-    if start is None:
-        head = document.rstrip("\n")
-        return (head + "\n\n" if head else "") + body
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-               len(lines))
-    tail = "".join(lines[end:])
-    return "".join(lines[:start]) + body + ("\n" + tail if tail else "")
+    """``document`` with its ``## ASR accuracy...`` section replaced by ``section`` (appended
+    when it has none); other sections are left byte for byte."""
+    return sections.replace_section(document, section, SECTION_HEADING)
 
 
 def extract_section(document: str) -> str | None:
     """The ``## ASR accuracy`` section of ``document`` (None when it has none)."""
-    lines = document.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith(SECTION_HEADING)), None)
-    if start is None:
-        return None
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-               len(lines))
-    return "".join(lines[start:end]).rstrip("\n") + "\n"
+    return sections.extract_section(document, SECTION_HEADING)

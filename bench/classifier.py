@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.sections import replace_section
 from policy.classifier import HashedNgramClassifier, LanguageModel, load_classifier
 from policy.classifier_data import DATASETS, load_split
 from policy.classifier_eval import binary_metrics, reliability
@@ -26,21 +27,6 @@ from policy.classifier_features import hashed_ngrams
 
 SECTION_HEADING = "## Policy classifier (held-out)"
 THRESHOLDS = (0.5, 0.7, 0.9)
-
-
-def replace_section(document: str, section: str) -> str:
-    """``document`` with its Policy-classifier section replaced by ``section`` (appended when
-    absent); every other section is left byte for byte."""
-    lines = document.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith(SECTION_HEADING)), None)
-    body = section.rstrip("\n") + "\n"
-    if start is None:
-        head = document.rstrip("\n")
-        return (head + "\n\n" if head else "") + body
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-               len(lines))
-    tail = "".join(lines[end:])
-    return "".join(lines[:start]) + body + ("\n" + tail if tail else "")
 
 
 def _commit() -> str:
@@ -151,7 +137,7 @@ def main() -> int:
         print(section)
         return 0
     document = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
-    args.out.write_text(replace_section(document, section), encoding="utf-8")
+    args.out.write_text(replace_section(document, section, SECTION_HEADING), encoding="utf-8")
     print(section)
     return 0
 

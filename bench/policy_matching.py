@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.sections import replace_section
 from policy.normalize import normalize_term, normalize_text
 from policy.term_index import TermIndex
 
@@ -122,19 +123,6 @@ def run() -> str:
     return section
 
 
-def replace_section(document: str, section: str) -> str:
-    """``document`` with its ``## Policy matching`` section replaced (or appended)."""
-    lines = document.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith(HEADING)), None)
-    body = section.rstrip("\n") + "\n"
-    if start is None:
-        return document.rstrip("\n") + "\n\n" + body
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-               len(lines))
-    tail = "".join(lines[end:])
-    return "".join(lines[:start]) + body + ("\n" + tail if tail else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, help="write the section into this RESULTS.md")
@@ -142,7 +130,7 @@ def main() -> None:
     section = run()
     if args.out:
         old = args.out.read_text() if args.out.exists() else ""
-        args.out.write_text(replace_section(old, section))
+        args.out.write_text(replace_section(old, section, HEADING))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench.accuracy_metrics import extract_section, replace_section
 from bench.asr_batching import bench_batching
 from bench.asr_throughput import bench_asr
 from bench.ingest_janus import bench_ingest, table
 from bench.latency import bench_latency, pct
+from bench.sections import extract_section, replace_section
 from roomwarden.logs import configure_logging
 from roomwarden.sample_room import SampleRoom, load_sample_room
 
@@ -57,6 +57,9 @@ def commit() -> str:
 
 SUITES = ("asr", "batching", "latency", "ingest", "policy")
 ON_REQUEST_SUITES = ("accuracy",)  # not in "all": minutes of decoding; section kept when not run
+KEPT_SECTIONS = ("## ASR accuracy", "## Policy classifier")
+"""Sections written by on-request benchmarks (``--suite accuracy``, ``python -m
+bench.classifier``): ``all`` keeps them as they are."""
 
 
 async def main(speakers: tuple[int, ...], suites: tuple[str, ...] = SUITES,
@@ -156,8 +159,13 @@ def cli() -> None:
         how = f"`make bench` (`{cmd}`)" if args.suite == "all" else f"`{cmd}`"
         text = (f"# Benchmark results\n\nMachine: {machine()}  \nCommit: {commit()}  \n"
                 f"Date: {started}  \nCommand: {how}\n\n{body}\n")
-        kept = extract_section(args.out.read_text()) if args.out.exists() else None
-        args.out.write_text(replace_section(text, kept) if kept else text)
+        # Sections of benchmarks run on request (not by "all") are carried over as they are.
+        old = args.out.read_text() if args.out.exists() else ""
+        for heading in KEPT_SECTIONS:
+            kept = extract_section(old, heading)
+            if kept:
+                text = replace_section(text, kept, heading)
+        args.out.write_text(text)
         print(f"wrote {args.out}")
 
 
