@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from asr.frames import Transcript
+from policy.classifier import TextClassifier
 from policy.frames import Alert, MatchKind, MatchSpan, Suggestion
 from policy.matcher import Matcher
 from policy.normalize import normalize
@@ -50,6 +51,8 @@ class EngineStats:
     """Raw term matches, before overlaps within a category were resolved."""
     alerts: int = 0
     """Alerts returned."""
+    classifier_alerts: int = 0
+    """Of those, raised by the text classifier (no rule matched in that category)."""
 
 
 class _MatcherIndex:
@@ -91,13 +94,31 @@ class PolicyEngine:
         fuzzy: repeated-letter variants (``fuuuck``).
         windows: per-speaker memory for phrases split across segments; default
             ``SpeakerWindows()`` (2 segments, 3 s gaps); ``None`` turns it off.
+        classifier: scores every non-rejected transcript (:mod:`policy.classifier`); at
+            ``classifier_threshold`` or above, and when no rule already flagged the
+            ``classifier_category``, one alert ``classifier.<category>`` over the whole text.
+            It only ever suggests ``review``: a model's guess never acts on its own.
+        classifier_threshold: calibrated P(abusive) at which the classifier alerts. High by
+            default (0.9): the probabilities are calibrated on datasets that are 50-83 %
+            abusive, far more than a live room, so precision in a room is lower than there.
+        classifier_category: the pack category its alerts take severity from (must exist).
     """
 
     _DEFAULT_WINDOWS = object()
 
     def __init__(self, pack: RulePack, matcher: Matcher | None = None, *,
                  pinyin: PinyinMode = "toneless", fuzzy: bool = True,
-                 windows: SpeakerWindows | None | object = _DEFAULT_WINDOWS) -> None:
+                 windows: SpeakerWindows | None | object = _DEFAULT_WINDOWS,
+                 classifier: TextClassifier | None = None, classifier_threshold: float = 0.9,
+                 classifier_category: str = "abuse") -> None:
+        if classifier is not None and classifier_category not in pack.categories:
+            raise ValueError(f"classifier_category {classifier_category!r} is not a category of "
+                             f"rule pack {pack.name!r} (it has: {', '.join(pack.categories)})")
+        if not 0.0 <= classifier_threshold <= 1.0:
+            raise ValueError(f"classifier_threshold must be in [0, 1]: {classifier_threshold}")
+        self._classifier = classifier
+        self._classifier_threshold = classifier_threshold
+        self._classifier_category = classifier_category
         self.pack = pack
         self._rules: tuple[Rule, ...] = pack.rules
         self._index: TermIndex | _MatcherIndex = (
@@ -109,7 +130,42 @@ class PolicyEngine:
         self.stats = EngineStats()
 
     def evaluate(self, transcript: Transcript) -> list[Alert]:
-        """Alerts for ``transcript``, ordered by position in its text (then category, rule)."""
+        """Alerts for ``transcript``: rule matches ordered by position in its text (then
+        category, rule), then the classifier's alert if it raised one."""
+        alerts = self._rule_alerts(transcript)
+        flagged = self._classifier_alert(transcript, alerts)
+        if flagged is not None:
+            alerts.append(flagged)
+            self.stats.alerts += 1
+            self.stats.classifier_alerts += 1
+        return alerts
+
+    def _classifier_alert(self, transcript: Transcript, alerts: list[Alert]) -> Alert | None:
+        if (self._classifier is None or transcript.confidence_class == "rejected"
+                or not transcript.text.strip()
+                or any(a.category == self._classifier_category for a in alerts)):
+            return None
+        verdict = self._classifier.score(transcript.text)
+        if verdict.probability < self._classifier_threshold:
+            return None
+        pack, text = self.pack, transcript.text
+        rule_id = f"classifier.{self._classifier_category}"
+        return Alert(
+            alert_id=Alert.make_id(transcript.segment.segment_id, rule_id),
+            transcript=transcript,
+            category=self._classifier_category,
+            severity=pack.categories[self._classifier_category].severity,
+            suggestion="review",
+            rule_id=rule_id,
+            match=MatchSpan(0, len(text), text, "classifier"),
+            policy_hash=pack.sha256,
+            policy_name=pack.name,
+            policy_version=pack.version,
+            classifier_model_id=verdict.model_id,
+            classifier_probability=verdict.probability,
+        )
+
+    def _rule_alerts(self, transcript: Transcript) -> list[Alert]:
         self.stats.evaluated += 1
         if transcript.confidence_class == "rejected":
             self.stats.skipped_rejected += 1

@@ -10,7 +10,8 @@ from asr.frames import Transcript
 
 Severity = Literal["low", "medium", "high", "critical"]
 Suggestion = Literal["pass", "review", "block"]
-MatchKind = Literal["exact", "normalized", "leet", "fuzzy", "pinyin", "cross_segment"]
+MatchKind = Literal["exact", "normalized", "leet", "fuzzy", "pinyin", "cross_segment",
+                    "classifier"]
 """How a term was found, from most to least literal: ``exact`` (the span is the term, up to
 case and spacing), ``normalized`` (after width/punctuation/spacing/script folding),
 ``leet`` (digits, symbols or look-alike letters folded), ``fuzzy`` (repeated letters
@@ -63,6 +64,10 @@ class Alert:
     policy_name: str = ""
     policy_version: str = ""
     transcript_ids: tuple[str, ...] = ()
+    classifier_model_id: str = ""
+    """For a classifier alert (rule ``classifier.<category>``): the model that scored it."""
+    classifier_probability: float | None = None
+    """For a classifier alert: the calibrated P(abusive) it gave (the score behind the alert)."""
 
     @property
     def room_id(self) -> str:

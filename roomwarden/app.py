@@ -26,6 +26,7 @@ from ingest.janus_rooms import JanusRoomTap
 from ingest.vad import VadParams
 from ingest.whep_pull import WhepPuller
 from ingest.whip import WhipEndpoint
+from policy.classifier import load_classifier
 from policy.engine import PolicyEngine
 from policy.frames import Alert
 from policy.rules import RulePack, default_pack_path
@@ -43,10 +44,12 @@ def vad_params(settings: Settings) -> VadParams:
 
 def load_policy(settings: Settings) -> PolicyEngine:
     """Load the rule pack; a broken pack raises ``RulePackError`` naming file and line."""
-    pack = RulePack.load(settings.policy.rules or default_pack_path())
+    p = settings.policy
+    pack = RulePack.load(p.rules or default_pack_path())
+    classifier = load_classifier(p.classifier, expected_sha256=p.classifier_sha256)
     log.info("policy_loaded", pack=pack.name, version=pack.version, sha256=pack.sha256,
-             rules=len(pack.rules))
-    return PolicyEngine(pack)
+             rules=len(pack.rules), classifier=p.classifier)
+    return PolicyEngine(pack, classifier=classifier, classifier_threshold=p.classifier_threshold)
 
 
 def build_recognizer(settings: Settings) -> WhisperRecognizer:

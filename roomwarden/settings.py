@@ -192,6 +192,16 @@ class PolicySettings(BaseModel):
 
     rules: Path | None = None
     """Rule pack YAML. Unset: the default pack shipped in ``policy/packs/default.yaml``."""
+    classifier: str = "builtin"
+    """Abuse/toxicity text classifier: ``builtin`` (English: trained on Davidson et al., MIT;
+    Chinese: on COLD, Apache-2.0; held-out numbers in ``bench/RESULTS.md``), ``none``, or the
+    path of an artifact directory (``classifier.json`` + weights, as written by
+    ``python -m policy.train_classifier``)."""
+    classifier_sha256: str | None = None
+    """Pin for a classifier artifact directory (sha256 of its ``classifier.json``)."""
+    classifier_threshold: float = Field(default=0.9, ge=0, le=1)
+    """Calibrated P(abusive) at which the classifier raises a ``review`` alert. 0.9: the
+    probabilities are calibrated on datasets 50-83 % abusive, far more than a live room."""
 
 
 class PipelineSettings(BaseModel):

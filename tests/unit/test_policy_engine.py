@@ -310,3 +310,55 @@ def test_alert_ids_survive_a_redecode_that_shifts_the_text() -> None:
     assert first and first == replay
     twice = alert_ids("shut up loser, I said shut up loser")
     assert len(set(twice)) == 2 and twice[0] == first[0]
+
+
+def test_the_classifier_flags_abuse_no_rule_names_and_only_suggests_review() -> None:
+    from alerts.envelope import alert_record
+    from alerts.schemas import validate
+    from asr.frames import Transcript
+    from policy.classifier import ClassifierOutput
+    from policy.engine import PolicyEngine
+    from policy.rules import RulePack, default_pack_path
+    from tests.fakes_asr import make_segment
+
+    class Fixed:
+        def __init__(self, p: float) -> None:
+            self.p = p
+
+        def score(self, text: str) -> ClassifierOutput:
+            return ClassifierOutput("abusive" if self.p >= 0.5 else "ok", self.p, "fake@1/en",
+                                    "en")
+
+    def run(p: float, text: str, cls: str = "confident") -> list:
+        engine = PolicyEngine(RulePack.load(default_pack_path()), classifier=Fixed(p),
+                              classifier_threshold=0.9, windows=None)
+        t = Transcript(segment=make_segment(), transcript_id="f" * 32, text=text,
+                       language="en", words=(), confidence=0.9, confidence_class=cls,
+                       model_id="m@1", asr_seconds=0.1)
+        return engine.evaluate(t)
+
+    [alert] = run(0.95, "you absolute waste of space")
+    assert (alert.rule_id, alert.suggestion, alert.match.kind) == (
+        "classifier.abuse", "review", "classifier")
+    assert alert.classifier_probability == 0.95 and alert.classifier_model_id == "fake@1/en"
+    record = alert_record(alert, source="/t")
+    from alerts.envelope import decode_record
+
+    _, data = decode_record(record.headers, record.value)
+    validate("alert", data)
+    assert data["classifier"] == {"model_id": "fake@1/en", "probability": 0.95}
+    assert run(0.5, "you absolute waste of space") == []  # under the threshold
+    assert run(0.99, "x", cls="rejected") == []  # rejected text is never judged
+    # A rule already flagged the category: no second alert for the same speech.
+    assert [a.rule_id for a in run(0.99, "shut up loser")] == ["abuse.shut_up_loser"]
+
+
+def test_the_shipped_classifier_leaves_the_sample_rooms_benign_lines_alone() -> None:
+    from policy.classifier import load_classifier
+    from roomwarden.sample_room import load_sample_room
+
+    clf = load_classifier("builtin")
+    assert clf is not None
+    for u in load_sample_room().utterances:
+        if u.category is None:
+            assert clf.score(u.text).probability < 0.9, u.text
