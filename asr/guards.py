@@ -116,9 +116,9 @@ speech. Why a second loop rule: Whisper's compression ratio cannot see loops in 
 (gzip's overhead keeps it under 2.4), and the multilingual base model, detecting the language
 of ten seconds of synthesized chords, wrote "P.S.A.P." five times (ratio 2.20, avg_logprob
 -0.43, no_speech 0.50, word probability 0.73: ``confident`` by every other rule), and of
-fifteen seconds of a sine melody "I'm not sure if I can do it." three times (ratio 2.15). None of the
-57 real-speech segments measured (``../shared/evaldata/en_speech`` and the sample room) has a
-repeat of either kind (``bench.nonspeech``)."""
+fifteen seconds of a sine melody "I'm not sure if I can do it." three times (ratio 2.15).
+None of the 57 real-speech segments measured (``../shared/evaldata/en_speech`` and the sample
+room) has a repeat of either kind (``bench.nonspeech``)."""
 
 
 def loops(text: str) -> bool:
