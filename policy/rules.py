@@ -13,13 +13,32 @@ an explicit ``id``::
         severity: medium        # low|medium|high|critical
         suggestion: review      # pass|review|block (default: review)
         description: optional free text
+        actions: [operator_alert, host_warning]   # optional, see policy.taxonomy
         terms:
           - id: abuse.idiot
             term: "you idiot"
           - "shut up loser"
+        regex:                  # optional: Python re patterns (policy.regex_check)
+          - id: abuse.re.you_are_a_x
+            pattern: "you(?: are|'re) an? (?:idiot|moron)"
+          - "shut up,? (?:loser|idiot)"   # id: abuse.re_<first 8 hex of sha256(pattern)>
+        allow:                  # optional: phrases inside which a match is not a violation
+          - "kill it at the gym"
+
+Category names come from :mod:`policy.taxonomy` (``politics``, ``sexual``, ``abuse``, ...,
+or ``custom.<name>``); anything else is refused, listing the known names. A category needs
+``terms`` or ``regex`` (or both).
 
 Terms are matched on word boundaries after :func:`policy.normalize.normalize` (case, width and
 punctuation folded), so write them as plain words.
+
+Bounds, checked before anything is parsed so an absurd file is refused at once (no YAML parse,
+no automaton): the file is at most :data:`MAX_PACK_BYTES` (20 MiB) and no line is longer than
+:data:`MAX_LINE_CHARS` (10,000 characters: a term is at most :data:`MAX_TERM_CHARS`, so only a
+pasted blob is longer). After parsing, every term (and allow phrase) is at most
+:data:`MAX_TERM_CHARS` characters and every regex at most
+:data:`policy.regex_check.MAX_REGEX_CHARS`. Bytes that are not UTF-8 are refused with their line
+and byte offset.
 
 Every problem in a pack raises :class:`RulePackError` naming the file and line, e.g.
 ``rules.yaml:12: unknown severity 'hgh' (expected one of low, medium, high, critical)``. The
@@ -40,12 +59,18 @@ import yaml
 
 from policy.frames import Severity, Suggestion
 from policy.normalize import normalize_term
+from policy.pack_nodes import NodeReader
+from policy.regex_check import compile_rule_regex
+from policy.taxonomy import ACTIONS, DEFAULT_ACTIONS, Action, category_problem
 
 __all__ = [
+    "MAX_LINE_CHARS",
+    "MAX_PACK_BYTES",
     "MAX_TERM_CHARS",
     "SEVERITIES",
     "SUGGESTIONS",
     "Category",
+    "RegexRule",
     "Rule",
     "RulePack",
     "RulePackError",
@@ -55,11 +80,17 @@ __all__ = [
 SEVERITIES: tuple[str, ...] = get_args(Severity)
 SUGGESTIONS: tuple[str, ...] = get_args(Suggestion)
 MAX_TERM_CHARS = 200
+"""Longest term or allow phrase, in characters: a spoken phrase, never a paragraph."""
+MAX_PACK_BYTES = 20 * 1024 * 1024
+"""Largest pack file (20 MiB: ~500,000 terms; the default pack is ~8 KB)."""
+MAX_LINE_CHARS = 10_000
+"""Longest line in a pack, checked before parsing (room for a flow list of terms)."""
 
 _TOP_KEYS = ("name", "version", "description", "categories")
-_CATEGORY_KEYS = ("severity", "suggestion", "description", "terms")
+_CATEGORY_KEYS = ("severity", "suggestion", "description", "actions", "terms", "regex",
+                  "allow")
+_REGEX_KEYS = ("id", "pattern")
 _TERM_KEYS = ("id", "term")
-_CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*\Z")
 _MAX_RULE_ID_CHARS = 128
 
@@ -96,14 +127,38 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class RegexRule:
+    """One ``regex`` entry of a category (see :mod:`policy.regex_check` for flags and limits).
+
+    Attributes:
+        id: stable rule id, unique within the pack (terms and regexes share one id space).
+        category: the category the rule belongs to.
+        pattern: the pattern as written; ``compiled`` is it compiled.
+        line: the pack line the pattern is on.
+    """
+
+    id: str
+    category: str
+    pattern: str
+    compiled: re.Pattern[str]
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Category:
-    """A category of rules sharing a severity and a suggested action."""
+    """A category of rules sharing a severity, a suggested action and recommended actions.
+
+    ``allow`` holds normalized phrases: a match of this category that overlaps one of them in
+    the transcript is not reported (``kill it at the gym``)."""
 
     name: str
     severity: Severity
     suggestion: Suggestion
     rules: tuple[Rule, ...]
     description: str = ""
+    actions: tuple[Action, ...] = DEFAULT_ACTIONS
+    regexes: tuple[RegexRule, ...] = ()
+    allow: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +170,9 @@ class RulePack:
         sha256: hex sha256 of the file's bytes: what alerts cite as ``policy_hash``.
         path: where it was loaded from.
         categories: category name -> :class:`Category`, in file order.
-        rules: every rule of every category, in file order.
+        rules: every term rule of every category, in file order.
         description: free text from the pack.
+        regex_rules: every regex rule of every category, in file order.
     """
 
     name: str
@@ -126,6 +182,7 @@ class RulePack:
     categories: Mapping[str, Category]
     rules: tuple[Rule, ...]
     description: str = ""
+    regex_rules: tuple[RegexRule, ...] = ()
 
     @classmethod
     def load(cls, path: str | Path) -> RulePack:
@@ -157,27 +214,24 @@ def derive_rule_id(category: str, normalized: str) -> str:
     return f"{category}.{normalized.replace(' ', '_')}"
 
 
-class _Parser:
+class _Parser(NodeReader):
     def __init__(self, path: Path, data: bytes) -> None:
-        self.path = path
+        super().__init__(path, RulePackError)
         self.data = data
-
-    def error(self, node_or_line: yaml.Node | int | None, message: str) -> RulePackError:
-        if isinstance(node_or_line, yaml.Node):
-            line: int | None = node_or_line.start_mark.line + 1
-        else:
-            line = node_or_line
-        return RulePackError(self.path, line, message)
 
     # -- document ------------------------------------------------------------------------------
 
     def parse(self) -> RulePack:
+        if len(self.data) > MAX_PACK_BYTES:
+            raise self.error(None, f"rule pack too large ({len(self.data)} bytes, at most "
+                                   f"{MAX_PACK_BYTES})")
         try:
             text = self.data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             line = self.data[: exc.start].count(b"\n") + 1
             raise self.error(line, f"not valid UTF-8 (byte 0x{self.data[exc.start]:02x} at "
                                    f"offset {exc.start})") from None
+        self.check_line_lengths(text)
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
@@ -211,18 +265,28 @@ class _Parser:
 
         categories: dict[str, Category] = {}
         rules: list[Rule] = []
+        regex_rules: list[RegexRule] = []
         seen: dict[str, int] = {}
         for cat_name, (key_node, cat_node) in cats.items():
-            if not _CATEGORY_NAME.match(cat_name):
-                raise self.error(key_node, f"bad category name {cat_name!r} (use lowercase "
-                                           "letters, digits and _, starting with a letter)")
+            problem = category_problem(cat_name)
+            if problem is not None:
+                raise self.error(key_node, problem)
             category = self.category(cat_name, cat_node, seen)
             categories[cat_name] = category
             rules.extend(category.rules)
+            regex_rules.extend(category.regexes)
         return RulePack(name=name, version=version,
                         sha256=hashlib.sha256(self.data).hexdigest(), path=self.path,
                         categories=MappingProxyType(categories), rules=tuple(rules),
-                        description=description)
+                        description=description, regex_rules=tuple(regex_rules))
+
+    def check_line_lengths(self, text: str) -> None:
+        """Refuse a line longer than :data:`MAX_LINE_CHARS` before YAML sees it."""
+        for number, line in enumerate(text.split("\n"), 1):
+            if len(line) > MAX_LINE_CHARS:
+                raise self.error(number, f"line too long ({len(line)} characters, at most "
+                                         f"{MAX_LINE_CHARS}; a term is at most "
+                                         f"{MAX_TERM_CHARS})")
 
     def category(self, name: str, node: yaml.Node, seen: dict[str, int]) -> Category:
         what = f"category {name!r}"
@@ -241,14 +305,93 @@ class _Parser:
                                            f"{', '.join(SUGGESTIONS)})")
         description = (self.string(fields["description"][1], "description")
                        if "description" in fields else "")
-        terms_node = self.required(fields, node, "terms", what)
-        if not isinstance(terms_node, yaml.SequenceNode):
-            raise self.error(terms_node, f"terms of {what} must be a list")
-        if not terms_node.value:
-            raise self.error(terms_node, f"{what} has no terms")
-        rules = tuple(self.rule(name, item, seen) for item in terms_node.value)
+        actions = self.actions(fields["actions"][1]) if "actions" in fields else DEFAULT_ACTIONS
+        if "terms" not in fields and "regex" not in fields:
+            raise self.error(node, f"{what} is missing 'terms'")
+        rules: tuple[Rule, ...] = ()
+        if "terms" in fields:
+            terms_node = self.sequence(fields["terms"][1], f"terms of {what}")
+            if not terms_node.value:
+                raise self.error(terms_node, f"{what} has no terms")
+            rules = tuple(self.rule(name, item, seen) for item in terms_node.value)
+        regexes: tuple[RegexRule, ...] = ()
+        if "regex" in fields:
+            regex_node = self.sequence(fields["regex"][1], f"regex of {what}")
+            regexes = tuple(self.regex(name, item, seen) for item in regex_node.value)
+        allow: tuple[str, ...] = ()
+        if "allow" in fields:
+            allow = tuple(self.allow_phrase(item)
+                          for item in self.sequence(fields["allow"][1], f"allow of {what}").value)
         return Category(name=name, severity=severity, suggestion=suggestion,  # type: ignore[arg-type]
-                        rules=rules, description=description)
+                        rules=rules, description=description, actions=actions,
+                        regexes=regexes, allow=allow)
+
+    def actions(self, node: yaml.Node) -> tuple[Action, ...]:
+        out: list[Action] = []
+        for item in self.sequence(node, "actions").value:
+            action = self.string(item, "an action")
+            if action not in ACTIONS:
+                raise self.error(item, f"unknown action {action!r} (expected one of "
+                                       f"{', '.join(ACTIONS)})")
+            if action in out:
+                raise self.error(item, f"action {action!r} listed twice")
+            out.append(action)  # type: ignore[arg-type]
+        if not out:
+            raise self.error(node, "actions must not be empty (omit it for operator_alert)")
+        return tuple(out)
+
+    def regex(self, category: str, node: yaml.Node, seen: dict[str, int]) -> RegexRule:
+        rule_id: str | None = None
+        id_node: yaml.Node = node
+        if isinstance(node, yaml.ScalarNode):
+            pattern_node = node
+        elif isinstance(node, yaml.MappingNode):
+            fields = self.mapping(node, "a regex", _REGEX_KEYS)
+            pattern_node = self.required(fields, node, "pattern", "a regex")
+            if "id" in fields:
+                id_node = fields["id"][1]
+                rule_id = self.rule_id(id_node)
+        else:
+            raise self.error(node, "a regex must be a string or a mapping with id and pattern")
+        pattern = self.string(pattern_node, "pattern")
+        if not pattern.strip():
+            raise self.error(pattern_node, "empty regex")
+        try:
+            compiled = compile_rule_regex(pattern)
+        except ValueError as exc:
+            raise self.error(pattern_node, str(exc)) from None
+        if rule_id is None:
+            digest = hashlib.sha256(pattern.encode()).hexdigest()[:8]
+            rule_id = f"{category}.re_{digest}"
+        self.claim(rule_id, id_node.start_mark.line + 1, seen)
+        return RegexRule(id=rule_id, category=category, pattern=pattern, compiled=compiled,
+                         line=pattern_node.start_mark.line + 1)
+
+    def allow_phrase(self, node: yaml.Node) -> str:
+        phrase = self.string(node, "an allow phrase").strip()
+        if not phrase:
+            raise self.error(node, "empty allow phrase")
+        if len(phrase) > MAX_TERM_CHARS:
+            raise self.error(node, f"allow phrase too long ({len(phrase)} characters, at most "
+                                   f"{MAX_TERM_CHARS})")
+        normalized = normalize_term(phrase)
+        if not normalized:
+            raise self.error(node, f"allow phrase {phrase!r} normalizes to nothing")
+        return normalized
+
+    def rule_id(self, node: yaml.Node) -> str:
+        rule_id = self.string(node, "id")
+        if not _RULE_ID.match(rule_id) or len(rule_id) > _MAX_RULE_ID_CHARS:
+            raise self.error(node, f"bad rule id {rule_id!r} (letters, digits and "
+                                   f"._:- only, at most {_MAX_RULE_ID_CHARS} chars)")
+        return rule_id
+
+    def claim(self, rule_id: str, line: int, seen: dict[str, int]) -> None:
+        """Record ``rule_id`` as defined on ``line``; a second definition names both lines."""
+        if rule_id in seen:
+            raise self.error(line, f"duplicate rule id {rule_id!r} (first defined on line "
+                                   f"{seen[rule_id]})")
+        seen[rule_id] = line
 
     def rule(self, category: str, node: yaml.Node, seen: dict[str, int]) -> Rule:
         rule_id: str | None = None
@@ -260,10 +403,7 @@ class _Parser:
             term_node = self.required(fields, node, "term", "a term")
             if "id" in fields:
                 id_node = fields["id"][1]
-                rule_id = self.string(id_node, "id")
-                if not _RULE_ID.match(rule_id) or len(rule_id) > _MAX_RULE_ID_CHARS:
-                    raise self.error(id_node, f"bad rule id {rule_id!r} (letters, digits and "
-                                              f"._:- only, at most {_MAX_RULE_ID_CHARS} chars)")
+                rule_id = self.rule_id(id_node)
         else:
             raise self.error(node, "a term must be a string or a mapping with id and term")
         term = self.string(term_node, "term").strip()
@@ -278,53 +418,6 @@ class _Parser:
                                         "letters or digits)")
         if rule_id is None:
             rule_id = derive_rule_id(category, normalized)
-        line = id_node.start_mark.line + 1
-        if rule_id in seen:
-            raise self.error(line, f"duplicate rule id {rule_id!r} (first defined on line "
-                                   f"{seen[rule_id]})")
-        seen[rule_id] = line
+        self.claim(rule_id, id_node.start_mark.line + 1, seen)
         return Rule(id=rule_id, category=category, term=term, normalized=normalized,
                     line=term_node.start_mark.line + 1)
-
-    # -- node helpers --------------------------------------------------------------------------
-
-    def mapping(self, node: yaml.Node, what: str,
-                allowed: tuple[str, ...] | None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-        """A mapping node as ``key -> (key node, value node)``; rejects duplicate keys and, when
-        ``allowed`` is given, unknown ones."""
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, f"{what} must be a mapping, not {_kind(node)}")
-        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise self.error(key_node, f"keys of {what} must be strings")
-            key = key_node.value
-            if key in out:
-                raise self.error(key_node, f"duplicate key {key!r} in {what}")
-            if allowed is not None and key not in allowed:
-                raise self.error(key_node, f"unknown key {key!r} in {what} (expected "
-                                           f"{', '.join(allowed)})")
-            out[key] = (key_node, value_node)
-        return out
-
-    def required(self, fields: dict[str, tuple[yaml.Node, yaml.Node]], node: yaml.Node,
-                 key: str, what: str) -> yaml.Node:
-        if key not in fields:
-            raise self.error(node, f"{what} is missing {key!r}")
-        return fields[key][1]
-
-    def string(self, node: yaml.Node, what: str) -> str:
-        """A scalar's text as written (so ``version: 1.10`` stays ``"1.10"``); null -> ``""``."""
-        if not isinstance(node, yaml.ScalarNode):
-            raise self.error(node, f"{what} must be a string, not {_kind(node)}")
-        if node.tag == "tag:yaml.org,2002:null" and node.style is None:
-            return ""
-        return str(node.value)
-
-
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    return f"{node.value!r}"

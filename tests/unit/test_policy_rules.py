@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from policy.rules import (
+    MAX_PACK_BYTES,
     MAX_TERM_CHARS,
     Category,
     Rule,
@@ -193,7 +195,7 @@ BAD: list[tuple[str, str, str | bytes, int | None]] = [
          severity: low
          terms: []  #!
      """, None),
-    ("bad category name", "bad category name 'Abuse Words'",
+    ("bad category name", "unknown category 'Abuse Words' (expected one of politics, sexual",
      """\
      name: p
      categories:
@@ -355,7 +357,7 @@ def test_bad_pack_names_file_and_line(tmp_path: Path, message: str, source: str 
 
 
 def test_error_str_format(tmp_path: Path) -> None:
-    path = write(tmp_path, "name: p\ncategories:\n  a:\n    severity: hgh\n    terms: [x]\n")
+    path = write(tmp_path, "name: p\ncategories:\n  abuse:\n    severity: hgh\n    terms: [x]\n")
     with pytest.raises(RulePackError) as info:
         RulePack.load(path)
     assert str(info.value) == (
@@ -383,3 +385,214 @@ def test_from_bytes_accepts_utf8_bom() -> None:
     pack = RulePack.from_bytes(b"\xef\xbb\xbf" + GOOD.encode(), "inline.yaml")
     assert pack.name == "test-pack"
     assert str(pack.path) == "inline.yaml"
+
+
+# -- taxonomy, actions, regex terms, allow-lists, size bounds (issue 5) -------------------------
+
+RICH = """\
+name: rich
+categories:
+  abuse:
+    severity: medium
+    actions: [operator_alert, host_warning]
+    terms: [you idiot]
+    regex:
+      - id: abuse.re.you_are_a
+        pattern: "you(?: are|'re) an? (?:idiot|moron)"
+      - "shut up,? (?:loser|idiot)"
+  violence:
+    severity: high
+    suggestion: block
+    actions: [operator_alert, recommend_remove, recommend_close_room]
+    terms: [kill it]
+    allow: ["Kill it at the gym!"]
+  custom.crypto_shill:
+    severity: low
+    regex: ["buy \\\\d+ coins"]
+  spam:
+    severity: low
+    terms: [buy followers]
+"""
+
+
+def test_rich_pack(tmp_path: Path) -> None:
+    pack = RulePack.load(write(tmp_path, RICH))
+    abuse, violence = pack.categories["abuse"], pack.categories["violence"]
+    assert abuse.actions == ("operator_alert", "host_warning")
+    assert violence.actions == ("operator_alert", "recommend_remove", "recommend_close_room")
+    assert pack.categories["spam"].actions == ("operator_alert",)  # default
+    assert violence.allow == ("kill it at the gym",)  # normalized
+    assert [r.id for r in pack.regex_rules] == [
+        "abuse.re.you_are_a",
+        "abuse.re_" + hashlib.sha256(b"shut up,? (?:loser|idiot)").hexdigest()[:8],
+        "custom.crypto_shill.re_" + hashlib.sha256(b"buy \\d+ coins").hexdigest()[:8]]
+    assert [r.line for r in pack.regex_rules] == [9, 10, 19]
+    assert pack.regex_rules[0].compiled.search("YOU'RE AN IDIOT")  # IGNORECASE
+    assert pack.categories["custom.crypto_shill"].rules == ()  # regex-only category
+
+
+def test_taxonomy_names() -> None:
+    from policy.taxonomy import CANONICAL, CATEGORIES, category_problem
+    assert set(CATEGORIES) >= {"politics", "sexual", "abuse", "fraud", "gambling", "drugs",
+                               "violence", "minors", "ads", "self_harm"}
+    assert CANONICAL["spam"] == "ads" and CANONICAL["scam"] == "fraud"
+    assert category_problem("custom.my_thing") is None
+    assert category_problem("custom.") is not None
+    assert "unknown category 'weapons'" in str(category_problem("weapons"))
+
+
+BAD_ISSUE5: list[tuple[str, str, str]] = [
+    ("unknown category", "unknown category 'weapons' (expected one of politics, sexual, abuse",
+     """\
+     name: p
+     categories:
+       weapons:  #!
+         severity: low
+         terms: [a]
+     """),
+    ("bad custom category", "bad custom category name 'custom.Big'",
+     """\
+     name: p
+     categories:
+       custom.Big:  #!
+         severity: low
+         terms: [a]
+     """),
+    ("unknown action", "unknown action 'ban' (expected one of operator_alert, host_warning",
+     """\
+     name: p
+     categories:
+       abuse:
+         severity: low
+         actions: [operator_alert, ban]  #!
+         terms: [a]
+     """),
+    ("broken regex", "invalid regex '(unclosed': missing ), unterminated subpattern",
+     """\
+     name: p
+     categories:
+       abuse:
+         severity: low
+         regex:
+           - "(unclosed"  #!
+     """),
+    ("catastrophic regex", "nests a repeat inside a repeat",
+     """\
+     name: p
+     categories:
+       abuse:
+         severity: low
+         regex:
+           - id: abuse.re.bad
+             pattern: "(a+)+b"  #!
+     """),
+    ("regex matching everything", "matches the empty string",
+     """\
+     name: p
+     categories:
+       abuse:
+         severity: low
+         regex: ["x*"]  #!
+     """),
+    ("duplicate id term/regex", "duplicate rule id 'abuse.x' (first defined on line 6)",
+     """\
+     name: p
+     categories:
+       abuse:
+         severity: low
+         terms:
+           - {id: abuse.x, term: a}
+         regex:
+           - {id: abuse.x, pattern: b+}  #!
+     """),
+    ("no terms nor regex", "category 'abuse' is missing 'terms'",
+     """\
+     name: p
+     categories:
+       abuse:
+         severity: low  #!
+     """),
+    ("empty allow phrase", "empty allow phrase",
+     """\
+     name: p
+     categories:
+       abuse:
+         severity: low
+         terms: [a]
+         allow: [""]  #!
+     """),
+    ("allow not a list", "allow of category 'abuse' must be a list",
+     """\
+     name: p
+     categories:
+       abuse:
+         severity: low
+         terms: [a]
+         allow: kill it at the gym  #!
+     """),
+    ("long line", "line too long (10007 characters, at most 10000",
+     f"""\
+     name: p
+     categories:
+       abuse:
+         severity: low
+         terms:
+           - {"b" * 9995}  #!
+     """),
+]
+
+
+@pytest.mark.parametrize(("message", "source"), [b[1:] for b in BAD_ISSUE5],
+                         ids=[b[0] for b in BAD_ISSUE5])
+def test_issue5_bad_packs_name_line_and_reason(tmp_path: Path, message: str, source: str) -> None:
+    lines = textwrap.dedent(source).splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "#!" in text)
+    path = write(tmp_path, source)
+    with pytest.raises(RulePackError) as info:
+        RulePack.load(path)
+    assert (info.value.line, message in info.value.message) == (line, True), str(info.value)
+    assert str(info.value).startswith(f"{path}:{line}: ")
+
+
+def test_ten_megabyte_term_is_refused_quickly(tmp_path: Path) -> None:
+    term = "x" * (10 * 1024 * 1024)
+    path = write(tmp_path, f"name: p\ncategories:\n  abuse:\n    severity: low\n"
+                           f"    terms:\n      - ok\n      - {term}\n")
+    started = time.perf_counter()
+    with pytest.raises(RulePackError) as info:
+        RulePack.load(path)
+    elapsed = time.perf_counter() - started
+    assert info.value.line == 7
+    assert "line too long" in info.value.message
+    assert elapsed < 0.5, elapsed
+
+
+def test_long_term_split_over_lines_is_refused_after_parsing(tmp_path: Path) -> None:
+    folded = "\n".join("        " + "y" * 100 for _ in range(5))
+    path = write(tmp_path, f"name: p\ncategories:\n  abuse:\n    severity: low\n"
+                           f"    terms:\n      - >-\n{folded}\n")
+    with pytest.raises(RulePackError, match=r":6: term too long \(504 characters"):
+        RulePack.load(path)
+
+
+def test_file_too_large_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"#" * (MAX_PACK_BYTES + 1))
+    with pytest.raises(RulePackError, match="rule pack too large") as info:
+        RulePack.load(path)
+    assert info.value.line is None
+
+
+def test_invalid_utf8_names_line_and_offset(tmp_path: Path) -> None:
+    data = b"name: p\ncategories:\n  abuse:\n    severity: low\n    terms: [\"\xff\xfe\"]\n"
+    with pytest.raises(RulePackError) as info:
+        RulePack.load(write(tmp_path, data))
+    assert info.value.line == 5
+    offset = data.index(b"\xff")
+    assert info.value.message == f"not valid UTF-8 (byte 0xff at offset {offset})"
+
+
+def test_default_pack_uses_the_taxonomy() -> None:
+    from policy.taxonomy import category_problem
+    pack = RulePack.load(default_pack_path())
+    assert [c for c in pack.categories if category_problem(c)] == []
