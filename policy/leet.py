@@ -38,6 +38,8 @@ HOMOGLYPHS: dict[str, str] = {
 """Cyrillic/Greek look-alike (casefolded) -> Latin letter."""
 
 _LEET_CHARS = frozenset(LEET)
+_HOMOGLYPH_CHARS = frozenset(HOMOGLYPHS)
+_LATIN = re.compile("[a-z]")
 _LEET_TRANS = str.maketrans(LEET)
 _HOMO_TRANS = str.maketrans(HOMOGLYPHS)
 # Mixed tokens that are ordinary writing, not leet: 4th, 1st, 5g, 100k.
@@ -49,13 +51,15 @@ def fold_token(token: str) -> tuple[str, bool]:
     """``token`` (casefolded, no apostrophes) with leet and look-alike characters folded, and
     whether anything was folded. The result has the same length as ``token``."""
     folded = token
-    if any(c in HOMOGLYPHS for c in token):
-        has_latin = any("a" <= c <= "z" for c in token)
+    # set.isdisjoint(str) scans in C: most tokens (and every Chinese run) skip both folds.
+    if not _HOMOGLYPH_CHARS.isdisjoint(token):
+        has_latin = _LATIN.search(token) is not None
         letters = [c for c in token if c.isalpha()]
         if has_latin or all(c in HOMOGLYPHS for c in letters):
             folded = folded.translate(_HOMO_TRANS)
-    if (any(c in _LEET_CHARS for c in folded) and any(c.isalpha() for c in folded)
+    if (not _LEET_CHARS.isdisjoint(folded) and not folded.isdigit()
+            and any(c.isalpha() for c in folded)
             and not _NUMBER_SUFFIX.match(folded)
-            and not any(c in _NOT_LEET_DIGITS for c in folded)):
+            and _NOT_LEET_DIGITS.isdisjoint(folded)):
         folded = folded.translate(_LEET_TRANS)
     return folded, folded != token

@@ -109,11 +109,44 @@ def _is_dropped(ch: str) -> bool:
     return unicodedata.category(ch) in ("Mn", "Me", "Cf")
 
 
+def _fold_char(chunk: str) -> str:
+    """What :func:`_fold` makes of one character and the combining marks after it."""
+    folded = unicodedata.normalize("NFKC", chunk).casefold()
+    if not folded.isascii():
+        # casefold can decompose again (e.g. U+0130); re-compose, then drop what is left over.
+        folded = "".join(c for c in unicodedata.normalize("NFKC", folded) if not _is_dropped(c))
+    return folded
+
+
+class _FoldTable(dict[int, str]):
+    """``str.translate`` table: code point -> its one-character fold, filled on first sight
+    (so the steady state is one C-level ``translate``, not a Python loop per character).
+    Characters that do not fold to exactly one character, and combining marks (which fold
+    together with the character before them), go to :data:`_IRREGULAR` instead: text with any
+    of them takes the general loop."""
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        folded = _fold_char(ch)
+        if len(folded) != 1 or unicodedata.combining(ch):
+            _IRREGULAR.add(ch)
+            folded = ch  # never used: the caller sees the irregular char and takes the loop
+        self[code] = folded
+        return folded
+
+
+_FOLD_TABLE = _FoldTable()
+_IRREGULAR: set[str] = set()
+
+
 def _fold(text: str) -> tuple[str, list[int] | None]:
     """NFKC + casefold, dropping combining/format characters; returns the folded text and, when
     it is not a 1:1 mapping of ``text``, the original offset of each folded character."""
     if text.isascii():
         return text.lower(), None
+    folded_1to1 = text.translate(_FOLD_TABLE)
+    if _IRREGULAR.isdisjoint(text):
+        return folded_1to1, None
     out: list[str] = []
     idx: list[int] = []
     n = len(text)
@@ -123,12 +156,7 @@ def _fold(text: str) -> tuple[str, list[int] | None]:
         j = i + 1
         while j < n and unicodedata.combining(text[j]):
             j += 1
-        chunk = text[i:j]
-        folded = unicodedata.normalize("NFKC", chunk).casefold()
-        if not folded.isascii():
-            # casefold can decompose again (e.g. U+0130); re-compose, then drop what is left over.
-            folded = "".join(c for c in unicodedata.normalize("NFKC", folded)
-                             if not _is_dropped(c))
+        folded = _fold_char(text[i:j])
         out.append(folded)
         idx.extend([i] * len(folded))
         i = j
@@ -159,8 +187,9 @@ def _tokens(folded: str) -> list[_Token]:
     for m in _TOKEN.finditer(folded):
         s = m.start()
         raw = m.group()
-        positions = [s + k for k, c in enumerate(raw) if c not in _APOSTROPHES]
-        word = _APOS.sub("", raw) if len(positions) != len(raw) else raw
+        word = _APOS.sub("", raw)
+        positions = (list(range(s, s + len(raw))) if len(word) == len(raw)
+                     else [s + k for k, c in enumerate(raw) if c not in _APOSTROPHES])
         word, changed = fold_token(word)
         flags = [a != b for a, b in zip(word, "".join(folded[p] for p in positions),
                                         strict=True)] if changed else [False] * len(word)
@@ -197,8 +226,36 @@ def _join_spelled(tokens: list[_Token]) -> list[_Token]:
     return out
 
 
+def _normalize_plain_ascii(text: str) -> NormalizedText | None:
+    """:func:`normalize` for ASCII text without leet or spelled-out letters (nearly every
+    English transcript): its words are the tokens, as they are; ``None`` for any other text."""
+    if not text.isascii():
+        return None
+    lower = text.lower()
+    if _ASCII_SLOW.search(lower) is not None:
+        return None
+    parts: list[str] = []
+    index: list[int] = []
+    for m in _WORD.finditer(lower):
+        s, e = m.span()
+        word = m.group()
+        if parts:
+            parts.append(" ")
+            index.append(index[-1] + 1)  # the separator run starts right after the last word
+        if "'" in word:
+            index.extend(s + k for k, c in enumerate(word) if c != "'")
+            word = word.replace("'", "")
+        else:
+            index.extend(range(s, e))
+        parts.append(word)
+    return NormalizedText("".join(parts), index, text, frozenset())
+
+
 def normalize(text: str) -> NormalizedText:
     """Normalize ``text`` for matching; see the module docstring."""
+    plain = _normalize_plain_ascii(text)
+    if plain is not None:
+        return plain
     folded, fidx = _fold(text)
     folded = _to_simplified(folded)
     tokens = _join_spelled(_tokens(folded))

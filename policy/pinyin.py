@@ -29,7 +29,8 @@ from pypinyin import Style, lazy_pinyin
 
 from policy.normalize import is_unspaced
 
-__all__ = ["PinyinMode", "PinyinText", "is_han", "pinyin_text", "syllable", "term_readings"]
+__all__ = ["PinyinMode", "PinyinText", "is_han", "pinyin_text", "pinyin_units", "syllable",
+           "term_readings"]
 
 PinyinMode = Literal["off", "toneless", "tones"]
 """``off``: no sound-alike matching; ``toneless``: syllables without tones; ``tones``: with."""
@@ -84,6 +85,33 @@ class PinyinText:
     def normalized_span(self, start: int, end: int) -> tuple[int, int]:
         """The normalized-text span covered by the units in ``text[start:end]``."""
         return self.spans[self.unit_at[start]][0], self.spans[self.unit_at[end - 1]][1]
+
+
+class _UnitTable(dict[int, str]):
+    """``str.translate`` table that puts each Han character's syllable (each kana as itself)
+    between spaces and keeps every other character; filled on first sight."""
+
+    def __init__(self, tones: bool) -> None:
+        super().__init__()
+        self._tones = tones
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        if is_unspaced(ch):
+            unit = f" {syllable(ch, self._tones) if is_han(ch) else ch} "
+        else:
+            unit = ch
+        self[code] = unit
+        return unit
+
+
+_UNIT_TABLES = {False: _UnitTable(False), True: _UnitTable(True)}
+
+
+def pinyin_units(normalized: str, tones: bool = False) -> str:
+    """``pinyin_text(normalized, tones).text`` without the spans: one ``translate`` and a
+    split, for the common case where the sound-alike automaton finds nothing."""
+    return " ".join(u for u in normalized.translate(_UNIT_TABLES[tones]).split(" ") if u)
 
 
 def pinyin_text(normalized: str, tones: bool = False) -> PinyinText:

@@ -26,9 +26,9 @@ from typing import NamedTuple, Protocol
 
 from asr.script import contains_han
 from policy.frames import MATCH_KINDS, MatchKind
-from policy.matcher import AutomatonMatcher, Matcher
+from policy.matcher import AutomatonMatcher, Match, Matcher
 from policy.normalize import NormalizedText, normalize, normalize_text
-from policy.pinyin import PinyinMode, pinyin_text, term_readings
+from policy.pinyin import PinyinMode, pinyin_text, pinyin_units, term_readings
 
 __all__ = ["KIND_RANK", "Found", "Term", "TermIndex", "squeeze"]
 
@@ -125,15 +125,29 @@ class TermIndex:
 
     def find(self, text: str) -> list[Found]:
         """Every term occurrence in ``text``, ordered by (start, end, key)."""
-        ntext = normalize_text(text)
+        # ASCII: text only (offsets are built below only if something matched); otherwise
+        # normalize once, offsets included -- Chinese text nearly always goes on to pinyin.
+        norm = None if text.isascii() else normalize(text)
+        ntext = normalize_text(text) if norm is None else norm.text
         if not ntext:
             return []
         main = self._main.find_all(ntext)
-        check_fuzzy = self._fuzzy is not None and _TRIPLE.search(ntext) is not None
-        check_sound = self._sound is not None and contains_han(ntext)
-        if not main and not check_fuzzy and not check_sound:
+        fuzzy: list[Match] = []
+        if self._fuzzy is not None and _TRIPLE.search(ntext) is not None:
+            squeezed, starts, ends = _squeeze_with_spans(ntext)
+            fuzzy = [Match(starts[m.start], ends[m.end - 1], m.key)
+                     for m in self._fuzzy.find_all(squeezed)]
+        sound: list[Match] = []
+        if self._sound is not None and contains_han(ntext):
+            units = pinyin_units(ntext, self._tones)
+            if self._sound.find_all(units):  # rare: redo with spans to map the matches back
+                pt = pinyin_text(ntext, self._tones)
+                sound = [Match(*pt.normalized_span(m.start, m.end), m.key)
+                         for m in self._sound.find_all(pt.text)]
+        if not main and not fuzzy and not sound:
             return []
-        norm = normalize(text)
+        if norm is None:
+            norm = normalize(text)
         variants = self._variants
         best: dict[tuple[int, int, int], MatchKind] = {}
 
@@ -147,15 +161,10 @@ class TermIndex:
 
         for m in main:
             keep(m.start, m.end, m.key)
-        if check_fuzzy and self._fuzzy is not None:
-            squeezed, starts, ends = _squeeze_with_spans(norm.text)
-            for m in self._fuzzy.find_all(squeezed):
-                keep(starts[m.start], ends[m.end - 1], m.key, "fuzzy")
-        if check_sound and self._sound is not None:
-            pt = pinyin_text(norm.text, self._tones)
-            for m in self._sound.find_all(pt.text):
-                s, e = pt.normalized_span(m.start, m.end)
-                keep(s, e, m.key)
+        for m in fuzzy:
+            keep(m.start, m.end, m.key, "fuzzy")
+        for m in sound:
+            keep(m.start, m.end, m.key)
         out: list[Found] = []
         for (s, e, key), kind in best.items():
             out.append(Found(*norm.original_span(s, e), key, kind))
