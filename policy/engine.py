@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from asr.frames import Transcript
 from policy.classifier import TextClassifier
+from policy.extra_rules import ExtraRules
 from policy.frames import Alert, MatchKind, MatchSpan, Suggestion
 from policy.matcher import Matcher
 from policy.normalize import normalize
@@ -120,7 +121,10 @@ class PolicyEngine:
         self._classifier_threshold = classifier_threshold
         self._classifier_category = classifier_category
         self.pack = pack
-        self._rules: tuple[Rule, ...] = pack.rules
+        # -- extra rules (regex terms, allow-lists): policy/extra_rules.py ----------------------
+        self._extra = ExtraRules(pack, key_offset=len(pack.rules))
+        self._rules: tuple[Rule, ...] = pack.rules + self._extra.rules
+        # -- end extra rules -------------------------------------------------------------------
         self._index: TermIndex | _MatcherIndex = (
             _MatcherIndex(matcher, pack.rules) if matcher is not None
             else TermIndex(pack.rules, pinyin=pinyin, fuzzy=fuzzy))
@@ -177,6 +181,11 @@ class PolicyEngine:
         if self.windows is not None:
             hits += self._cross_segment(transcript)
             self.windows.push(transcript)
+        # -- extra rules: regex matches in, allow-listed matches out (policy/extra_rules.py) --
+        hits += [_Hit(f.start, f.end, f.key, f.kind) for f in self._extra.find_regex(text)]
+        hits = [h for h in hits if not self._extra.allowed(
+            text, self._rules[h.key].category, h.start, h.end)]
+        # -- end extra rules -------------------------------------------------------------------
         if not hits:
             return []
         self.stats.matches += len(hits)
