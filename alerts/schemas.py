@@ -2,6 +2,7 @@
 
 The schema files live in ``alerts/schemas/`` (package data) and are the published contract:
 ``alert.v1.json``, ``transcript.v1.json`` and ``gap.v1.json`` for the record values,
+``escalation.v1.json`` for the decisions of the escalation ladder (``policy.escalation``),
 ``cloudevent.v1.json`` for the CloudEvents attributes carried in the ``ce_*`` headers of
 those JSON events, and ``segment.v1.json`` for the metadata of a speech segment (its value is
 audio, not JSON: :mod:`alerts.segment_record` checks a segment's attributes itself). Each
@@ -30,6 +31,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 __all__ = [
     "ALERT",
     "ATTRIBUTES_SCHEMA_ID",
+    "ESCALATION",
     "GAP",
     "SEGMENT",
     "TRANSCRIPT",
@@ -76,7 +78,13 @@ SEGMENT = EventSpec(
     schema_file="segment.v1.json",
     dataschema="urn:roomwarden:schema:segment.v1",
 )
-_EVENTS = (ALERT, TRANSCRIPT, GAP, SEGMENT)
+ESCALATION = EventSpec(
+    name="escalation",
+    type="io.roomwarden.moderation.escalation.v1",
+    schema_file="escalation.v1.json",
+    dataschema="urn:roomwarden:schema:escalation.v1",
+)
+_EVENTS = (ALERT, TRANSCRIPT, GAP, SEGMENT, ESCALATION)
 _ATTRIBUTES_FILE = "cloudevent.v1.json"
 ATTRIBUTES_SCHEMA_ID = "urn:roomwarden:schema:cloudevent.v1"
 
