@@ -32,6 +32,7 @@ from policy.frames import Alert
 from policy.rules import RulePack, default_pack_path
 from roomwarden.handoff import SegmentHandoff
 from roomwarden.metrics import Metrics
+from roomwarden.policy_reload import PolicyReloader
 from roomwarden.runner import AlertCallback, Pipeline, Topics
 from roomwarden.settings import Settings
 
@@ -50,6 +51,17 @@ def load_policy(settings: Settings) -> PolicyEngine:
     log.info("policy_loaded", pack=pack.name, version=pack.version, sha256=pack.sha256,
              rules=len(pack.rules), classifier=p.classifier)
     return PolicyEngine(pack, classifier=classifier, classifier_threshold=p.classifier_threshold)
+
+
+def policy_reloader(settings: Settings, active: PolicyEngine,
+                    apply: Callable[[PolicyEngine], None], metrics: Metrics
+                    ) -> PolicyReloader | None:
+    """Hot reload of ``policy.rules`` (None when unset: the shipped pack does not change)."""
+    if settings.policy.rules is None:
+        return None
+    return PolicyReloader(settings.policy.rules, apply, lambda _path: load_policy(settings),
+                          settings.policy.reload_interval_s, active=active,
+                          registry=metrics.registry)
 
 
 def build_recognizer(settings: Settings) -> WhisperRecognizer:
@@ -204,10 +216,15 @@ async def running_pipeline(
         on_transcript=on_transcript,
     )
     await pipeline.start()
+    reloader = policy_reloader(settings, policy, pipeline.set_policy, metrics)
+    if reloader is not None:
+        await reloader.start()
     try:
         yield Running(settings, metrics, pipeline, publisher, recognizer, notices=notices)
         await pipeline.drain()
     finally:
+        if reloader is not None:
+            await reloader.stop()
         await pipeline.stop()
         if notices is not None:
             await notices.close()

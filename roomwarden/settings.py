@@ -202,6 +202,11 @@ class PolicySettings(BaseModel):
     classifier_threshold: float = Field(default=0.9, ge=0, le=1)
     """Calibrated P(abusive) at which the classifier raises a ``review`` alert. 0.9: the
     probabilities are calibrated on datasets 50-83 % abusive, far more than a live room."""
+    reload_interval_s: float = Field(default=2.0, ge=0)
+    """With ``rules`` set: seconds between checks of the pack file for changes (and on
+    ``SIGHUP``); a changed pack that loads is swapped in atomically, a broken one is logged
+    (``roomwarden_policy_reloads_total{outcome="failed"}``) and the previous pack stays in
+    force. ``0``: no polling (``SIGHUP`` still reloads)."""
 
 
 class PipelineSettings(BaseModel):
