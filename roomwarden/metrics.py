@@ -83,6 +83,13 @@ class Metrics:
         self.alerts = Counter(
             "roomwarden_alerts_total", "Alerts raised, by category.", ["category"], registry=r
         )
+        self.escalations = Counter(
+            "roomwarden_escalations_total",
+            "Escalations decided (host_warning, operator_alert, recommend_mute, "
+            "recommend_remove, recommend_close_room, review).",
+            ["action"],
+            registry=r,
+        )
         self.alert_latency = Histogram(
             "roomwarden_alert_latency_seconds",
             "End of speech (last voiced frame received) to alert acknowledged by Kafka.",

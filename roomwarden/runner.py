@@ -23,6 +23,7 @@ from asr.recognizer import SpeechRecognizer
 from ingest.frames import SpeechSegment, StreamGap
 from policy.engine import PolicyEngine
 from policy.frames import Alert
+from roomwarden.escalations import EscalationStage
 from roomwarden.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -82,6 +83,8 @@ class Pipeline:
             waits in the backlog, where shedding applies.
         on_alert: called for each alert once delivered.
         on_transcript: called for each transcript after policy ran (progress reporting).
+        escalations: the escalation ladder (:mod:`roomwarden.escalations`), told each
+            transcript's alerts after they are sent; ``None``: no escalations.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class Pipeline:
         asr_in_flight: int = 16,
         on_alert: AlertCallback | None = None,
         on_transcript: Callable[[Transcript], None] | None = None,
+        escalations: EscalationStage | None = None,
     ) -> None:
         self.accounting = AsrAccounting()
         self.segments: SegmentBacklog = SegmentBacklog(
@@ -115,6 +119,7 @@ class Pipeline:
         self._topics = topics
         self._on_alert = on_alert
         self._on_transcript = on_transcript
+        self._escalations = escalations
         self._tasks: list[asyncio.Task[None]] = []
         self._acks: set[asyncio.Task[None]] = set()
         self._decodes: set[asyncio.Task[None]] = set()
@@ -148,6 +153,8 @@ class Pipeline:
                 await task
         for task in list(self._acks) + list(self._decodes):
             task.cancel()
+        if self._escalations is not None:
+            await self._escalations.close()
 
     async def publish_gap(self, gap: StreamGap) -> None:
         """Count a stream gap and publish it (``gap_record``) to the gaps topic.
@@ -241,6 +248,9 @@ class Pipeline:
                         category=alert.category, rule_id=alert.rule_id, alert_id=alert.alert_id)
             await self._send(alert_record(alert, source=self._source, topic=self._topics.alerts),
                              alert)
+        if alerts and self._escalations is not None:
+            for escalation in await self._escalations.handle(alerts):
+                self._metrics.escalations.labels(action=escalation.action).inc()
 
     async def _send(self, record: KafkaRecord, alert: Alert | None) -> None:
         if self._sink is None:

@@ -193,3 +193,26 @@ async def test_a_failed_decode_is_a_gap_too() -> None:
     gaps = [decode_record(r.headers, r.value)[1] for r in sink.records
             if r.topic == "roomwarden.gaps.v1"]
     assert [g["reason"] for g in gaps] == ["asr_failed"]
+
+
+async def test_alerts_climb_the_escalation_ladder_and_escalations_are_published() -> None:
+    from policy.escalation import EscalationPolicy, Escalator
+    from roomwarden.escalations import EscalationStage
+
+    sink, metrics = FakeSink(), Metrics()
+    stage = EscalationStage(Escalator(EscalationPolicy()), sink=sink, source="/t")
+    pipeline = Pipeline(recognizer=FakeRecognizer(["shut up loser"] * 6),
+                        policy=PolicyEngine(RulePack.load(default_pack_path())),
+                        sink=sink, metrics=metrics, source="/t", escalations=stage)
+    await pipeline.start()
+    for i in range(6):
+        await pipeline.segments.put(make_segment(seq=i, start_offset_s=5.0 * i))
+    await asyncio.wait_for(pipeline.drain(), 10)
+    await pipeline.stop()
+    actions = [e.action for e in stage.escalations]
+    assert actions[0] == "host_warning" and "operator_alert" in actions
+    records = [r for r in sink.records if r.topic == "roomwarden.escalations.v1"]
+    assert len(records) == len(actions)
+    for r in records:
+        validate("escalation", decode_record(r.headers, r.value)[1])
+    assert sample(metrics, "roomwarden_escalations_total", action="host_warning") == 1
