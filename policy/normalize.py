@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from asr.script import contains_han, to_simplified
 from policy.leet import fold_token
 
-__all__ = ["NormalizedText", "is_unspaced", "normalize", "normalize_term", "normalize_text"]
+__all__ = ["UNSPACED_CHARS", "NormalizedText", "is_unspaced", "normalize", "normalize_term",
+           "normalize_text"]
 
 _APOSTROPHES = "'\u2019\u02bc\u2018"
 """ASCII apostrophe, right single quote (the typographic apostrophe), modifier letter
@@ -52,8 +53,10 @@ _WORD = re.compile(rf"[^\W_]+(?:[{_APOSTROPHES}][^\W_]+)*")
 # A token before leet folding: like a word, but @ and $ count as (leet) characters.
 _TOKEN = re.compile(rf"(?:[^\W_]|[@$])+(?:[{_APOSTROPHES}](?:[^\W_]|[@$])+)*")
 _APOS = re.compile(f"[{_APOSTROPHES}]")
-_UNSPACED = re.compile(r"[\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-"""Scripts written without spaces between words: Han (Chinese), kana (Japanese)."""
+UNSPACED_CHARS = r"\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+"""Scripts written without spaces between words: Han (Chinese), kana (Japanese); the inside
+of a regex character class."""
+_UNSPACED = re.compile(f"[{UNSPACED_CHARS}]")
 _SCRIPT_RUN = re.compile(
     r"[\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
     r"|[^\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
@@ -147,6 +150,12 @@ def _fold(text: str) -> tuple[str, list[int] | None]:
     folded_1to1 = text.translate(_FOLD_TABLE)
     if _IRREGULAR.isdisjoint(text):
         return folded_1to1, None
+    return _fold_each(text)
+
+
+def _fold_each(text: str) -> tuple[str, list[int]]:
+    """:func:`_fold` the general way: character by character, combining marks with the
+    character before them, with the offset map."""
     out: list[str] = []
     idx: list[int] = []
     n = len(text)
@@ -254,8 +263,11 @@ def _normalize_plain_ascii(text: str) -> NormalizedText | None:
 def normalize(text: str) -> NormalizedText:
     """Normalize ``text`` for matching; see the module docstring."""
     plain = _normalize_plain_ascii(text)
-    if plain is not None:
-        return plain
+    return plain if plain is not None else _normalize_tokens(text)
+
+
+def _normalize_tokens(text: str) -> NormalizedText:
+    """:func:`normalize` the general way: fold, tokenize, join."""
     folded, fidx = _fold(text)
     folded = _to_simplified(folded)
     tokens = _join_spelled(_tokens(folded))

@@ -22,12 +22,15 @@ polyphonic character such as ``行`` reads xing or hang).
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Literal
 
 from pypinyin import Style, lazy_pinyin
 
-from policy.normalize import is_unspaced
+from policy.normalize import UNSPACED_CHARS, is_unspaced
 
 __all__ = ["PinyinMode", "PinyinText", "is_han", "pinyin_text", "pinyin_units", "syllable",
            "term_readings"]
@@ -36,6 +39,8 @@ PinyinMode = Literal["off", "toneless", "tones"]
 """``off``: no sound-alike matching; ``toneless``: syllables without tones; ``tones``: with."""
 
 _CACHE: dict[tuple[str, bool], str] = {}
+_UNIT = re.compile(rf"[{UNSPACED_CHARS}]|[^ {UNSPACED_CHARS}]+")
+"""A pinyin unit in normalized text: one character of an unspaced script, or a run of others."""
 
 
 def is_han(ch: str) -> bool:
@@ -74,17 +79,19 @@ class PinyinText:
     Attributes:
         text: the units joined by single spaces.
         spans: ``spans[u]`` is the ``[start, end)`` of unit ``u`` in the normalized text.
-        unit_at: ``unit_at[i]`` is the unit that character ``i`` of ``text`` belongs to (a
-            space: the unit before it).
+        starts: ``starts[u]`` is where unit ``u`` begins in ``text``.
     """
 
     text: str
     spans: list[tuple[int, int]]
-    unit_at: list[int]
+    starts: list[int]
 
     def normalized_span(self, start: int, end: int) -> tuple[int, int]:
-        """The normalized-text span covered by the units in ``text[start:end]``."""
-        return self.spans[self.unit_at[start]][0], self.spans[self.unit_at[end - 1]][1]
+        """The normalized-text span covered by the units in ``text[start:end]`` (a space
+        belongs to the unit before it)."""
+        first = bisect_right(self.starts, start) - 1
+        last = bisect_right(self.starts, end - 1) - 1
+        return self.spans[first][0], self.spans[last][1]
 
 
 class _UnitTable(dict[int, str]):
@@ -111,30 +118,13 @@ _UNIT_TABLES = {False: _UnitTable(False), True: _UnitTable(True)}
 def pinyin_units(normalized: str, tones: bool = False) -> str:
     """``pinyin_text(normalized, tones).text`` without the spans: one ``translate`` and a
     split, for the common case where the sound-alike automaton finds nothing."""
-    return " ".join(u for u in normalized.translate(_UNIT_TABLES[tones]).split(" ") if u)
+    return " ".join(normalized.translate(_UNIT_TABLES[tones]).split())
 
 
 def pinyin_text(normalized: str, tones: bool = False) -> PinyinText:
-    """``normalized`` (from :func:`policy.normalize.normalize`) as pinyin units."""
-    units: list[str] = []
-    spans: list[tuple[int, int]] = []
-    i, n = 0, len(normalized)
-    while i < n:
-        ch = normalized[i]
-        if ch == " ":
-            i += 1
-        elif is_unspaced(ch):
-            units.append(syllable(ch, tones) if is_han(ch) else ch)
-            spans.append((i, i + 1))
-            i += 1
-        else:
-            j = i + 1
-            while j < n and normalized[j] != " " and not is_unspaced(normalized[j]):
-                j += 1
-            units.append(normalized[i:j])
-            spans.append((i, j))
-            i = j
-    unit_at: list[int] = []
-    for u, unit in enumerate(units):
-        unit_at.extend([u] * (len(unit) + 1))
-    return PinyinText(" ".join(units), spans, unit_at)
+    """``normalized`` (from :func:`policy.normalize.normalize`) as pinyin units: each Han
+    character (or kana) one unit, each other token one unit."""
+    text = pinyin_units(normalized, tones)
+    spans = [m.span() for m in _UNIT.finditer(normalized)]
+    starts = list(accumulate((len(u) + 1 for u in text.split(" ")), initial=0))[:-1]
+    return PinyinText(text, spans, starts)

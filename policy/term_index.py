@@ -127,7 +127,8 @@ class TermIndex:
         """Every term occurrence in ``text``, ordered by (start, end, key)."""
         # ASCII: text only (offsets are built below only if something matched); otherwise
         # normalize once, offsets included -- Chinese text nearly always goes on to pinyin.
-        norm = None if text.isascii() else normalize(text)
+        plain = text.isascii()  # then no Chinese either: the pinyin pass is skipped
+        norm = None if plain else normalize(text)
         ntext = normalize_text(text) if norm is None else norm.text
         if not ntext:
             return []
@@ -138,7 +139,7 @@ class TermIndex:
             fuzzy = [Match(starts[m.start], ends[m.end - 1], m.key)
                      for m in self._fuzzy.find_all(squeezed)]
         sound: list[Match] = []
-        if self._sound is not None and contains_han(ntext):
+        if self._sound is not None and not plain and contains_han(ntext):
             units = pinyin_units(ntext, self._tones)
             if self._sound.find_all(units):  # rare: redo with spans to map the matches back
                 pt = pinyin_text(ntext, self._tones)
