@@ -58,14 +58,19 @@ class PolicyHandler:
         except BadTranscript as exc:
             return Rejection(exc.reason, exc.detail)
 
+    def set_policy(self, policy: PolicyEngine) -> None:
+        """Swap the engine (hot reload); batches already being handled finish on the old one."""
+        self._policy = policy
+
     async def handle(self, batch: list[tuple[Record, Transcript]],
                      out: Outbox) -> Mapping[str, Any]:
         m = self._metrics.base
+        policy = self._policy  # one pack per batch, even if a reload lands mid-batch
         alerts_total = 0
         for record, transcript in batch:
             m.transcripts.labels(confidence_class=transcript.confidence_class).inc()
             try:
-                alerts = self._policy.evaluate(transcript)
+                alerts = policy.evaluate(transcript)
             except Exception as exc:
                 m.stage_errors.labels(stage="policy").inc()
                 log.exception("policy_failed", transcript_id=transcript.transcript_id,
@@ -119,3 +124,5 @@ class PolicyWorker(ConsumerGroupWorker[Transcript]):
         super().__init__(params=params, topic=transcripts_topic,
                          bootstrap_servers=bootstrap_servers, handler=handler, sink=sink,
                          metrics=metrics, source=source, client_id=client_id, name="policy")
+        self.set_policy = handler.set_policy
+        """Swap the rule pack's engine while running (``roomwarden.policy_reload``)."""
