@@ -37,8 +37,8 @@ HOMOGLYPHS: dict[str, str] = {
 }
 """Cyrillic/Greek look-alike (casefolded) -> Latin letter."""
 
-_LEET_CHARS = frozenset(LEET)
-_HOMOGLYPH_CHARS = frozenset(HOMOGLYPHS)
+_LEET_RE = re.compile(f"[{re.escape(''.join(LEET))}]")
+_HOMOGLYPH_RE = re.compile(f"[{''.join(HOMOGLYPHS)}]")
 _LATIN = re.compile("[a-z]")
 _LEET_TRANS = str.maketrans(LEET)
 _HOMO_TRANS = str.maketrans(HOMOGLYPHS)
@@ -51,13 +51,13 @@ def fold_token(token: str) -> tuple[str, bool]:
     """``token`` (casefolded, no apostrophes) with leet and look-alike characters folded, and
     whether anything was folded. The result has the same length as ``token``."""
     folded = token
-    # set.isdisjoint(str) scans in C: most tokens (and every Chinese run) skip both folds.
-    if not _HOMOGLYPH_CHARS.isdisjoint(token):
+    # One C-level scan each: most tokens skip both folds.
+    if _HOMOGLYPH_RE.search(token) is not None:
         has_latin = _LATIN.search(token) is not None
         letters = [c for c in token if c.isalpha()]
         if has_latin or all(c in HOMOGLYPHS for c in letters):
             folded = folded.translate(_HOMO_TRANS)
-    if (not _LEET_CHARS.isdisjoint(folded) and not folded.isdigit()
+    if (_LEET_RE.search(folded) is not None and not folded.isdigit()
             and any(c.isalpha() for c in folded)
             and not _NUMBER_SUFFIX.match(folded)
             and _NOT_LEET_DIGITS.isdisjoint(folded)):

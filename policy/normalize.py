@@ -57,6 +57,7 @@ UNSPACED_CHARS = r"\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 """Scripts written without spaces between words: Han (Chinese), kana (Japanese); the inside
 of a regex character class."""
 _UNSPACED = re.compile(f"[{UNSPACED_CHARS}]")
+_UNSPACED_RUN = re.compile(f"[{UNSPACED_CHARS}]+")
 _SCRIPT_RUN = re.compile(
     r"[\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
     r"|[^\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
@@ -65,8 +66,13 @@ _SCRIPT_RUN = re.compile(
 _ASCII_SLOW = re.compile(
     r"[a-z]'*[0-9@$]|[0-9@$]'*[a-z]"
     r"|(?<![a-z0-9])[a-z][^a-z0-9]+[a-z][^a-z0-9]+[a-z](?![a-z0-9])")
+_ASCII_SPECIAL = re.compile("[0-9@$']")
+_ASCII_SEPARATORS = str.maketrans({c: " " for c in map(chr, range(128))
+                                   if not ("a" <= c <= "z" or "0" <= c <= "9")})
 SPELLED_MIN_LETTERS = 3
 """Single-letter tokens in a row joined into one word (3: ``a`` / ``plan b`` stay words)."""
+_SPELLED_WORDS = re.compile(" " + "[a-z] " * SPELLED_MIN_LETTERS)
+"""A spelled-out word in space-padded letters-only text."""
 
 
 def is_unspaced(ch: str) -> bool:
@@ -196,6 +202,9 @@ def _tokens(folded: str) -> list[_Token]:
     for m in _TOKEN.finditer(folded):
         s = m.start()
         raw = m.group()
+        if _UNSPACED_RUN.fullmatch(raw):  # a Chinese/Japanese run: nothing to fold or split
+            out.append((raw, list(range(s, m.end())), [False] * len(raw)))
+            continue
         word = _APOS.sub("", raw)
         positions = (list(range(s, s + len(raw))) if len(word) == len(raw)
                      else [s + k for k, c in enumerate(raw) if c not in _APOSTROPHES])
@@ -298,7 +307,12 @@ def normalize_text(text: str) -> str:
     """``normalize(text).text``, without the offset map; fast for plain ASCII text."""
     if text.isascii():
         lower = text.lower()
-        if _ASCII_SLOW.search(lower) is None:
+        if _ASCII_SPECIAL.search(lower) is None:
+            # Letters only (no digit, @, $ or apostrophe): the words are the letter runs.
+            joined = " ".join(lower.translate(_ASCII_SEPARATORS).split())
+            if _SPELLED_WORDS.search(f" {joined} ") is None:
+                return joined
+        elif _ASCII_SLOW.search(lower) is None:
             words = _WORD.findall(lower)
             if "'" in lower:
                 words = [w.replace("'", "") for w in words]

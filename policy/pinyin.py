@@ -121,10 +121,11 @@ def pinyin_units(normalized: str, tones: bool = False) -> str:
     return " ".join(normalized.translate(_UNIT_TABLES[tones]).split())
 
 
-def pinyin_text(normalized: str, tones: bool = False) -> PinyinText:
+def pinyin_text(normalized: str, tones: bool = False, units: str | None = None) -> PinyinText:
     """``normalized`` (from :func:`policy.normalize.normalize`) as pinyin units: each Han
-    character (or kana) one unit, each other token one unit."""
-    text = pinyin_units(normalized, tones)
+    character (or kana) one unit, each other token one unit. ``units``: the text of
+    ``pinyin_units(normalized, tones)`` when the caller already has it."""
+    text = pinyin_units(normalized, tones) if units is None else units
     spans = [m.span() for m in _UNIT.finditer(normalized)]
     starts = list(accumulate((len(u) + 1 for u in text.split(" ")), initial=0))[:-1]
     return PinyinText(text, spans, starts)

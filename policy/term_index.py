@@ -141,10 +141,10 @@ class TermIndex:
         sound: list[Match] = []
         if self._sound is not None and not plain and contains_han(ntext):
             units = pinyin_units(ntext, self._tones)
-            if self._sound.find_all(units):  # rare: redo with spans to map the matches back
-                pt = pinyin_text(ntext, self._tones)
-                sound = [Match(*pt.normalized_span(m.start, m.end), m.key)
-                         for m in self._sound.find_all(pt.text)]
+            found = self._sound.find_all(units)
+            if found:  # only now the unit spans, to map the matches back
+                pt = pinyin_text(ntext, self._tones, units)
+                sound = [Match(*pt.normalized_span(m.start, m.end), m.key) for m in found]
         if not main and not fuzzy and not sound:
             return []
         if norm is None:
