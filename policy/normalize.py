@@ -131,21 +131,22 @@ class _FoldTable(dict[int, str]):
     """``str.translate`` table: code point -> its one-character fold, filled on first sight
     (so the steady state is one C-level ``translate``, not a Python loop per character).
     Characters that do not fold to exactly one character, and combining marks (which fold
-    together with the character before them), go to :data:`_IRREGULAR` instead: text with any
-    of them takes the general loop."""
+    together with the character before them), map to :data:`_IRREGULAR`: text with any of
+    them takes the general loop."""
 
     def __missing__(self, code: int) -> str:
         ch = chr(code)
         folded = _fold_char(ch)
         if len(folded) != 1 or unicodedata.combining(ch):
-            _IRREGULAR.add(ch)
-            folded = ch  # never used: the caller sees the irregular char and takes the loop
+            folded = _IRREGULAR
         self[code] = folded
         return folded
 
 
 _FOLD_TABLE = _FoldTable()
-_IRREGULAR: set[str] = set()
+_IRREGULAR = "\uffff"
+"""Marks a character the table cannot fold alone. A noncharacter: should the text hold one
+itself, the only effect is that the text takes the (equivalent) general loop."""
 
 
 def _fold(text: str) -> tuple[str, list[int] | None]:
@@ -154,7 +155,7 @@ def _fold(text: str) -> tuple[str, list[int] | None]:
     if text.isascii():
         return text.lower(), None
     folded_1to1 = text.translate(_FOLD_TABLE)
-    if _IRREGULAR.isdisjoint(text):
+    if _IRREGULAR not in folded_1to1:
         return folded_1to1, None
     return _fold_each(text)
 
@@ -272,13 +273,41 @@ def _normalize_plain_ascii(text: str) -> NormalizedText | None:
 def normalize(text: str) -> NormalizedText:
     """Normalize ``text`` for matching; see the module docstring."""
     plain = _normalize_plain_ascii(text)
-    return plain if plain is not None else _normalize_tokens(text)
+    if plain is not None:
+        return plain
+    folded, fidx = _folded(text)
+    unspaced = _unspaced_only(folded) if contains_han(folded) else None
+    if unspaced is None:
+        return _normalize_tokens(text, (folded, fidx))
+    ntext, index = unspaced
+    if fidx is not None:
+        index = [fidx[i] for i in index]
+    return NormalizedText(ntext, index, text, frozenset())
 
 
-def _normalize_tokens(text: str) -> NormalizedText:
-    """:func:`normalize` the general way: fold, tokenize, join."""
+def _unspaced_only(folded: str) -> tuple[str, list[int]] | None:
+    """Normalized text and index for folded text whose every token is a Chinese/Japanese
+    run (most Chinese transcripts): the runs joined, nothing to fold. ``None`` otherwise."""
+    parts: list[str] = []
+    index: list[int] = []
+    for m in _TOKEN.finditer(folded):
+        if _UNSPACED_RUN.fullmatch(m.group()) is None:
+            return None
+        parts.append(m.group())
+        index.extend(range(m.start(), m.end()))
+    return "".join(parts), index
+
+
+def _folded(text: str) -> tuple[str, list[int] | None]:
     folded, fidx = _fold(text)
-    folded = _to_simplified(folded)
+    return _to_simplified(folded), fidx
+
+
+def _normalize_tokens(text: str, folding: tuple[str, list[int] | None] | None = None,
+                      ) -> NormalizedText:
+    """:func:`normalize` the general way: fold (unless ``folding``, the result of
+    :func:`_folded`, is given), tokenize, join."""
+    folded, fidx = folding or _folded(text)
     tokens = _join_spelled(_tokens(folded))
     parts: list[str] = []
     index: list[int] = []

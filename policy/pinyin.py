@@ -41,6 +41,7 @@ PinyinMode = Literal["off", "toneless", "tones"]
 _CACHE: dict[tuple[str, bool], str] = {}
 _UNIT = re.compile(rf"[{UNSPACED_CHARS}]|[^ {UNSPACED_CHARS}]+")
 """A pinyin unit in normalized text: one character of an unspaced script, or a run of others."""
+_ALL_UNSPACED = re.compile(f"[{UNSPACED_CHARS}]+")
 
 
 def is_han(ch: str) -> bool:
@@ -78,12 +79,13 @@ class PinyinText:
 
     Attributes:
         text: the units joined by single spaces.
-        spans: ``spans[u]`` is the ``[start, end)`` of unit ``u`` in the normalized text.
+        spans: ``spans[u]`` is the ``[start, end)`` of unit ``u`` in the normalized text;
+            ``None`` when unit ``u`` is character ``u`` (text all Chinese: the common case).
         starts: ``starts[u]`` is where unit ``u`` begins in ``text``.
     """
 
     text: str
-    spans: list[tuple[int, int]]
+    spans: list[tuple[int, int]] | None
     starts: list[int]
 
     def normalized_span(self, start: int, end: int) -> tuple[int, int]:
@@ -91,6 +93,8 @@ class PinyinText:
         belongs to the unit before it)."""
         first = bisect_right(self.starts, start) - 1
         last = bisect_right(self.starts, end - 1) - 1
+        if self.spans is None:
+            return first, last + 1
         return self.spans[first][0], self.spans[last][1]
 
 
@@ -126,6 +130,7 @@ def pinyin_text(normalized: str, tones: bool = False, units: str | None = None) 
     character (or kana) one unit, each other token one unit. ``units``: the text of
     ``pinyin_units(normalized, tones)`` when the caller already has it."""
     text = pinyin_units(normalized, tones) if units is None else units
-    spans = [m.span() for m in _UNIT.finditer(normalized)]
+    spans = (None if _ALL_UNSPACED.fullmatch(normalized)
+             else [m.span() for m in _UNIT.finditer(normalized)])
     starts = list(accumulate((len(u) + 1 for u in text.split(" ")), initial=0))[:-1]
     return PinyinText(text, spans, starts)

@@ -49,6 +49,13 @@ def test_plain_ascii_normalize_matches_general_path() -> None:
     assert taken > 300  # the fast path is exercised
 
 
+def test_chinese_only_normalize_matches_general_path() -> None:
+    pieces = ["赌博", "去", "吧", "賭博", "，", "。", " ", "!", "々", "カタカナ", "・", "美幼", "ﾃﾞ",
+              "\u3000", "_", "x"]
+    for text in _texts(pieces, 3000, 5):
+        assert normalize(text) == _normalize_tokens(text), text
+
+
 def test_fold_table_matches_character_loop() -> None:
     for text in _texts(_MIXED_PIECES + _ASCII_PIECES, 3000, 2):
         folded, index = _fold(text)
@@ -95,12 +102,15 @@ def _reference_pinyin(normalized: str, tones: bool) -> tuple[str, list[tuple[int
 
 @pytest.mark.parametrize("tones", [False, True])
 def test_pinyin_units_match_reference(tones: bool) -> None:
-    for text in _texts(_MIXED_PIECES + _ASCII_PIECES, 500, 3):
+    chinese = ["赌博", "去", "吧", "美幼", "没有", "々", "カタカナ"]
+    for text in _texts(_MIXED_PIECES + _ASCII_PIECES, 500, 3) + _texts(chinese, 200, 6):
         normalized = normalize_text(text)
         ref_text, ref_spans = _reference_pinyin(normalized, tones)
         assert pinyin_units(normalized, tones) == ref_text
         pt = pinyin_text(normalized, tones)
-        assert pt.text == ref_text and pt.spans == ref_spans
+        spans = (pt.spans if pt.spans is not None
+                 else [(i, i + 1) for i in range(len(normalized))])
+        assert pt.text == ref_text and spans == ref_spans
         # every span of the pinyin text maps to the units it touches (a space: the unit before)
         unit_at = [u for u, unit in enumerate(ref_text.split(" ")) for _ in range(len(unit) + 1)]
         for start in range(len(ref_text)):
