@@ -28,8 +28,10 @@ from ingest.whep_pull import WhepPuller
 from ingest.whip import WhipEndpoint
 from policy.classifier import load_classifier
 from policy.engine import PolicyEngine
+from policy.escalation import EscalationPolicy, Escalator
 from policy.frames import Alert
 from policy.rules import RulePack, default_pack_path
+from roomwarden.escalations import EscalationStage
 from roomwarden.handoff import SegmentHandoff
 from roomwarden.metrics import Metrics
 from roomwarden.policy_reload import PolicyReloader
@@ -157,6 +159,17 @@ def build_notices(settings: Settings, metrics: Metrics) -> RoomNoticeSink | None
                           on_outcome=lambda o: metrics.room_notices.labels(outcome=o).inc())
 
 
+def build_escalations(settings: Settings, publisher: KafkaPublisher | None
+                      ) -> EscalationStage | None:
+    """The escalation ladder of ``policy.escalate`` (default thresholds and cooldowns of
+    :class:`policy.escalation.EscalationPolicy`), publishing to ``kafka.escalations_topic``."""
+    if not settings.policy.escalate:
+        return None
+    return EscalationStage(Escalator(EscalationPolicy()), sink=publisher,
+                           source=f"/roomwarden/{settings.instance}",
+                           topic=settings.kafka.escalations_topic)
+
+
 @asynccontextmanager
 async def running_pipeline(
     settings: Settings,
@@ -214,6 +227,7 @@ async def running_pipeline(
         asr_in_flight=settings.pipeline.asr_in_flight,
         on_alert=on_alert,
         on_transcript=on_transcript,
+        escalations=build_escalations(settings, publisher),
     )
     await pipeline.start()
     reloader = policy_reloader(settings, policy, pipeline.set_policy, metrics)

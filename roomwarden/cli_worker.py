@@ -138,7 +138,7 @@ async def run_policy_worker(settings: Settings, stop: asyncio.Event | None = Non
     """Rule pack, publisher, consumer, notices and /metrics (``settings.policy_worker``); runs
     until ``stop`` (default: SIGTERM/SIGINT) is set, then finishes the batch in flight,
     commits, and shuts everything down."""
-    from roomwarden.app import build_notices, build_publisher, load_policy
+    from roomwarden.app import build_notices, build_publisher, load_policy, policy_reloader
     from roomwarden.worker_loop import run_worker
     from roomwarden.worker_policy import PolicyWorker, policy_worker_metrics
 
@@ -156,7 +156,14 @@ async def run_policy_worker(settings: Settings, stop: asyncio.Event | None = Non
                               sink=publisher, metrics=metrics,
                               source=f"/roomwarden/{settings.instance}", notices=notices,
                               client_id=f"{settings.kafka.client_id}-policy-worker")
-        return await run_worker(worker, publisher=publisher, metrics=metrics, stop=stop)
+        reloader = policy_reloader(settings, engine, worker.set_policy, metrics.base)
+        if reloader is not None:
+            await reloader.start()
+        try:
+            return await run_worker(worker, publisher=publisher, metrics=metrics, stop=stop)
+        finally:
+            if reloader is not None:
+                await reloader.stop()
     finally:
         if notices is not None:
             await notices.close()

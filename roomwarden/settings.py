@@ -38,6 +38,9 @@ class KafkaSettings(BaseModel):
     gaps_topic: str = "roomwarden.gaps.v1"
     """Topic for stream gaps: when a room or speaker could not be heard (Janus down, a track
     died), so consumers do not read "no alert" as "nothing said"."""
+    escalations_topic: str = "roomwarden.escalations.v1"
+    """Topic for escalations: the moderator's ladder (host warning, operator alert, recommend
+    mute / removal / room close, review) decided from each speaker's and room's decaying risk."""
     acks: Literal["all", "1", "0"] = "all"
     """Producer acks. ``all``: an alert counts as delivered once every in-sync replica has it."""
     enable_idempotence: bool = False
@@ -192,6 +195,9 @@ class PolicySettings(BaseModel):
 
     rules: Path | None = None
     """Rule pack YAML. Unset: the default pack shipped in ``policy/packs/default.yaml``."""
+    escalate: bool = True
+    """Run alerts through the escalation ladder (``policy.escalation``: decaying risk per
+    speaker and room, cooldowns) and publish escalations on ``kafka.escalations_topic``."""
     classifier: str = "builtin"
     """Abuse/toxicity text classifier: ``builtin`` (English: trained on Davidson et al., MIT;
     Chinese: on COLD, Apache-2.0; held-out numbers in ``bench/RESULTS.md``), ``none``, or the

@@ -49,7 +49,7 @@ categories:
     suggestion: pass
     terms:
       - "buy followers"
-  numbers:
+  custom.numbers:
     severity: low
     suggestion: review
     terms:
@@ -100,7 +100,7 @@ def hits(engine: PolicyEngine, text: str, **kw: object) -> list[tuple[str, str]]
         ("Shut up, LOSER.", [("abuse.shut_up_loser", "Shut up, LOSER")]),
         ("I'll KILL you", [("violence.ill_kill_you", "I'll KILL you")]),
         ("Ill kill you", [("violence.ill_kill_you", "Ill kill you")]),
-        ("open 24/7", [("numbers.24_7", "24/7")]),
+        ("open 24/7", [("custom.numbers.24_7", "24/7")]),
     ],
 )
 def test_variants_are_caught(engine: PolicyEngine, text: str,
