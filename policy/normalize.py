@@ -38,7 +38,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from asr.script import contains_han, to_simplified
+from asr.script import to_simplified
 from policy.leet import fold_token
 
 __all__ = ["UNSPACED_CHARS", "NormalizedText", "is_unspaced", "normalize", "normalize_term",
@@ -181,9 +181,7 @@ def _fold_each(text: str) -> tuple[str, list[int]]:
 
 def _to_simplified(folded: str) -> str:
     """Traditional -> Simplified without moving offsets (see the module docstring)."""
-    if not contains_han(folded):
-        return folded
-    converted = to_simplified(folded)
+    converted = to_simplified(folded)  # returns text without Han as it is
     if len(converted) == len(folded):
         return converted
     out = []
@@ -276,7 +274,7 @@ def normalize(text: str) -> NormalizedText:
     if plain is not None:
         return plain
     folded, fidx = _folded(text)
-    unspaced = _unspaced_only(folded) if contains_han(folded) else None
+    unspaced = _unspaced_only(folded)
     if unspaced is None:
         return _normalize_tokens(text, (folded, fidx))
     ntext, index = unspaced

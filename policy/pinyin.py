@@ -23,9 +23,7 @@ polyphonic character such as ``行`` reads xing or hang).
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Literal
 
 from pypinyin import Style, lazy_pinyin
@@ -81,18 +79,17 @@ class PinyinText:
         text: the units joined by single spaces.
         spans: ``spans[u]`` is the ``[start, end)`` of unit ``u`` in the normalized text;
             ``None`` when unit ``u`` is character ``u`` (text all Chinese: the common case).
-        starts: ``starts[u]`` is where unit ``u`` begins in ``text``.
     """
 
     text: str
     spans: list[tuple[int, int]] | None
-    starts: list[int]
 
     def normalized_span(self, start: int, end: int) -> tuple[int, int]:
         """The normalized-text span covered by the units in ``text[start:end]`` (a space
         belongs to the unit before it)."""
-        first = bisect_right(self.starts, start) - 1
-        last = bisect_right(self.starts, end - 1) - 1
+        # unit index = spaces before the position (counted in C, only for a match's ends)
+        first = self.text.count(" ", 0, start)
+        last = self.text.count(" ", 0, end - 1)
         if self.spans is None:
             return first, last + 1
         return self.spans[first][0], self.spans[last][1]
@@ -119,9 +116,28 @@ class _UnitTable(dict[int, str]):
 _UNIT_TABLES = {False: _UnitTable(False), True: _UnitTable(True)}
 
 
+class _SyllableTable(dict[int, str]):
+    """``str.translate`` table for text of unspaced characters only: each becomes its unit
+    and one space."""
+
+    def __init__(self, tones: bool) -> None:
+        super().__init__()
+        self._units = _UNIT_TABLES[tones]
+
+    def __missing__(self, code: int) -> str:
+        unit = self._units[code].strip(" ") + " "
+        self[code] = unit
+        return unit
+
+
+_SYLLABLE_TABLES = {False: _SyllableTable(False), True: _SyllableTable(True)}
+
+
 def pinyin_units(normalized: str, tones: bool = False) -> str:
     """``pinyin_text(normalized, tones).text`` without the spans: one ``translate`` and a
     split, for the common case where the sound-alike automaton finds nothing."""
+    if _ALL_UNSPACED.fullmatch(normalized):  # all Chinese: every unit is one syllable
+        return normalized.translate(_SYLLABLE_TABLES[tones])[:-1]
     return " ".join(normalized.translate(_UNIT_TABLES[tones]).split())
 
 
@@ -132,5 +148,4 @@ def pinyin_text(normalized: str, tones: bool = False, units: str | None = None) 
     text = pinyin_units(normalized, tones) if units is None else units
     spans = (None if _ALL_UNSPACED.fullmatch(normalized)
              else [m.span() for m in _UNIT.finditer(normalized)])
-    starts = list(accumulate((len(u) + 1 for u in text.split(" ")), initial=0))[:-1]
-    return PinyinText(text, spans, starts)
+    return PinyinText(text, spans)
