@@ -116,12 +116,17 @@ class AutomatonMatcher:
         self._ac = AhoCorasick(patterns) if patterns else None
 
     def find_all(self, text: str) -> list[Match]:
+        out = [Match(*m) for m in self.find_unordered(text)]
+        out.sort()
+        return out
+
+    def find_unordered(self, text: str) -> list[tuple[int, int, int]]:
+        """:meth:`find_all` as plain ``(start, end, key)`` tuples in no particular order: for
+        callers that sort (or merge) the matches themselves."""
         if not text or self._ac is None:
             return []
         found = self._ac.find_matches_as_indexes(f" {text} ", overlapping=True)
         if not found:
             return []
         keys, lead, trail = self._keys, self._lead, self._trail
-        out = [Match(s + lead[p], e - trail[p], k) for p, s, e in found for k in keys[p]]
-        out.sort()
-        return out
+        return [(s + lead[p], e - trail[p], k) for p, s, e in found for k in keys[p]]

@@ -26,7 +26,7 @@ from typing import NamedTuple, Protocol
 
 from asr.script import contains_han
 from policy.frames import MATCH_KINDS, MatchKind
-from policy.matcher import AutomatonMatcher, Match, Matcher
+from policy.matcher import AutomatonMatcher
 from policy.normalize import NormalizedText, normalize, normalize_text
 from policy.pinyin import PinyinMode, pinyin_text, pinyin_units, term_readings
 
@@ -118,7 +118,7 @@ class TermIndex:
                 for reading in term_readings(n, tones=pinyin == "tones"):
                     add(sound, " ".join(reading), key, "pinyin")
         self._variants = variants
-        self._main: Matcher = AutomatonMatcher(main)
+        self._main = AutomatonMatcher(main)
         self._fuzzy = AutomatonMatcher(fuzzy_phrases) if fuzzy_phrases else None
         self._sound = AutomatonMatcher(sound) if sound else None
         self._tones = pinyin == "tones"
@@ -132,43 +132,36 @@ class TermIndex:
         ntext = normalize_text(text) if norm is None else norm.text
         if not ntext:
             return []
-        main = self._main.find_all(ntext)
-        fuzzy: list[Match] = []
+        main = self._main.find_unordered(ntext)
+        fuzzy: list[tuple[int, int, int]] = []
         if self._fuzzy is not None and _TRIPLE.search(ntext) is not None:
             squeezed, starts, ends = _squeeze_with_spans(ntext)
-            fuzzy = [Match(starts[m.start], ends[m.end - 1], m.key)
-                     for m in self._fuzzy.find_all(squeezed)]
-        sound: list[Match] = []
+            fuzzy = [(starts[s], ends[e - 1], v) for s, e, v in
+                     self._fuzzy.find_unordered(squeezed)]
+        sound: list[tuple[int, int, int]] = []
         if self._sound is not None and not plain and contains_han(ntext):
             units = pinyin_units(ntext, self._tones)
-            found = self._sound.find_all(units)
+            found = self._sound.find_unordered(units)
             if found:  # only now the unit spans, to map the matches back
                 pt = pinyin_text(ntext, self._tones, units)
-                sound = [Match(*pt.normalized_span(m.start, m.end), m.key) for m in found]
+                sound = [(*pt.normalized_span(s, e), v) for s, e, v in found]
         if not main and not fuzzy and not sound:
             return []
         if norm is None:
             norm = normalize(text)
         variants = self._variants
         best: dict[tuple[int, int, int], MatchKind] = {}
-
-        def keep(start: int, end: int, variant: int, found_as: MatchKind | None = None) -> None:
-            key, kind = variants[variant]
-            kind = found_as or self._kind(norm, start, end, key, kind)
-            span = (start, end, key)
-            old = best.get(span)
-            if old is None or KIND_RANK[kind] < KIND_RANK[old]:
-                best[span] = kind
-
-        for m in main:
-            keep(m.start, m.end, m.key)
-        for m in fuzzy:
-            keep(m.start, m.end, m.key, "fuzzy")
-        for m in sound:
-            keep(m.start, m.end, m.key)
-        out: list[Found] = []
-        for (s, e, key), kind in best.items():
-            out.append(Found(*norm.original_span(s, e), key, kind))
+        passes: tuple[tuple[list[tuple[int, int, int]], MatchKind | None], ...] = (
+            (main, None), (fuzzy, "fuzzy"), (sound, None))
+        for matches, found_as in passes:
+            for start, end, variant in matches:
+                key, kind = variants[variant]
+                kind = found_as or self._kind(norm, start, end, key, kind)
+                span = (start, end, key)
+                old = best.get(span)
+                if old is None or KIND_RANK[kind] < KIND_RANK[old]:
+                    best[span] = kind
+        out = [Found(*norm.original_span(s, e), key, kind) for (s, e, key), kind in best.items()]
         out.sort()
         return out
 
