@@ -251,8 +251,16 @@ def _normalize_plain_ascii(text: str) -> NormalizedText | None:
     lower = text.lower()
     if _ASCII_SLOW.search(lower) is not None:
         return None
+    if "'" not in lower:
+        spans = [m.span() for m in _WORD.finditer(lower)]
+        # each word's offsets, then the offset just past it (the space that follows it)
+        index = [i for s, e in spans for i in range(s, e + 1)]
+        if index:
+            index.pop()  # no space after the last word
+        return NormalizedText(" ".join([lower[s:e] for s, e in spans]), index, text,
+                              frozenset())
     parts: list[str] = []
-    index: list[int] = []
+    index = []
     for m in _WORD.finditer(lower):
         s, e = m.span()
         word = m.group()
