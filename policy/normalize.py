@@ -58,6 +58,8 @@ UNSPACED_CHARS = r"\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 of a regex character class."""
 _UNSPACED = re.compile(f"[{UNSPACED_CHARS}]")
 _UNSPACED_RUN = re.compile(f"[{UNSPACED_CHARS}]+")
+_HAN_WORD = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]+")
+"""A run of CJK Unified Ideographs (every one a word character, so one token)."""
 _SCRIPT_RUN = re.compile(
     r"[\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
     r"|[^\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
@@ -294,6 +296,8 @@ def normalize(text: str) -> NormalizedText:
 def _unspaced_only(folded: str) -> tuple[str, list[int]] | None:
     """Normalized text and index for folded text whose every token is a Chinese/Japanese
     run (most Chinese transcripts): the runs joined, nothing to fold. ``None`` otherwise."""
+    if _HAN_WORD.fullmatch(folded):  # one run of Han characters: the text is the token
+        return folded, list(range(len(folded)))
     parts: list[str] = []
     index: list[int] = []
     for m in _TOKEN.finditer(folded):

@@ -8,10 +8,12 @@ included, so a speed-up can never change what is matched or where.
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
 from policy.normalize import (
+    _HAN_WORD,
     _fold,
     _fold_each,
     _normalize_plain_ascii,
@@ -54,6 +56,11 @@ def test_chinese_only_normalize_matches_general_path() -> None:
               "\u3000", "_", "x"]
     for text in _texts(pieces, 3000, 5):
         assert normalize(text) == _normalize_tokens(text), text
+
+
+def test_han_word_characters_are_word_characters() -> None:
+    han = "".join(map(chr, [*range(0x3400, 0x4DC0), *range(0x4E00, 0xA000)]))
+    assert _HAN_WORD.fullmatch(han) and re.fullmatch(r"[^\W_]+", han)
 
 
 def test_fold_table_matches_character_loop() -> None:
