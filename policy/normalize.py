@@ -58,6 +58,11 @@ UNSPACED_CHARS = r"\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 of a regex character class."""
 _UNSPACED = re.compile(f"[{UNSPACED_CHARS}]")
 _UNSPACED_RUN = re.compile(f"[{UNSPACED_CHARS}]+")
+_SIMPLE_TOKEN = re.compile(f"[a-z]+|[0-9]+|[{UNSPACED_CHARS}]+")
+"""A token that leet/look-alike folding leaves alone and that is one script: Latin letters
+only, digits only (a number), or one Chinese/Japanese run."""
+_UNSPACED_GAP = re.compile(f"[{UNSPACED_CHARS}] [{UNSPACED_CHARS}]")
+"""Two Chinese/Japanese tokens in a row (joined without the space)."""
 _HAN_WORD = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]+")
 """A run of CJK Unified Ideographs (every one a word character, so one token)."""
 _SCRIPT_RUN = re.compile(
@@ -203,7 +208,7 @@ def _tokens(folded: str) -> list[_Token]:
     for m in _TOKEN.finditer(folded):
         s = m.start()
         raw = m.group()
-        if _UNSPACED_RUN.fullmatch(raw):  # a Chinese/Japanese run: nothing to fold or split
+        if _SIMPLE_TOKEN.fullmatch(raw):  # nothing to fold or split
             out.append((raw, list(range(s, m.end())), [False] * len(raw)))
             continue
         word = _APOS.sub("", raw)
@@ -284,10 +289,10 @@ def normalize(text: str) -> NormalizedText:
     if plain is not None:
         return plain
     folded, fidx = _folded(text)
-    unspaced = _unspaced_only(folded)
-    if unspaced is None:
+    simple = _unspaced_only(folded) or _simple_tokens_only(folded)
+    if simple is None:
         return _normalize_tokens(text, (folded, fidx))
-    ntext, index = unspaced
+    ntext, index = simple
     if fidx is not None:
         index = [fidx[i] for i in index]
     return NormalizedText(ntext, index, text, frozenset())
@@ -308,6 +313,24 @@ def _unspaced_only(folded: str) -> tuple[str, list[int]] | None:
     return "".join(parts), index
 
 
+def _simple_tokens_only(folded: str) -> tuple[str, list[int]] | None:
+    """Normalized text and index for folded text whose every token is simple (see
+    :data:`_SIMPLE_TOKEN`: English words and numbers next to Chinese, the usual code-switching)
+    with no spelled-out letters and no two Chinese tokens in a row. ``None`` otherwise."""
+    spans = [m.span() for m in _TOKEN.finditer(folded)]
+    words = [folded[s:e] for s, e in spans]
+    if not all(map(_SIMPLE_TOKEN.fullmatch, words)):
+        return None
+    joined = " ".join(words)
+    if _SPELLED_WORDS.search(f" {joined} ") or _UNSPACED_GAP.search(joined):
+        return None
+    # each token's offsets, then the offset just past it (the space that follows it)
+    index = [i for s, e in spans for i in range(s, e + 1)]
+    if index:
+        index.pop()  # no space after the last token
+    return joined, index
+
+
 def _folded(text: str) -> tuple[str, list[int] | None]:
     folded, fidx = _fold(text)
     return _to_simplified(folded), fidx
@@ -324,19 +347,21 @@ def _normalize_tokens(text: str, folding: tuple[str, list[int] | None] | None = 
     leet: list[int] = []
     prev_end = 0
     prev_unspaced = False
+    unspaced_at = _UNSPACED.match
     for word, positions, flags in tokens:
-        unspaced = is_unspaced(word[0])
+        # a token is all one script (split at script changes), so its first char decides
+        unspaced = unspaced_at(word) is not None
         if parts and not (prev_unspaced and unspaced):
             parts.append(" ")
             # the space stands for the separator run that began here (or the script change)
             index.append(min(prev_end, positions[0]))
-        base = len(index)
+        if True in flags:
+            base = len(index)
+            leet.extend(base + k for k, f in enumerate(flags) if f)
         parts.append(word)
         index.extend(positions)
-        if True in flags:
-            leet.extend(base + k for k, f in enumerate(flags) if f)
         prev_end = positions[-1] + 1
-        prev_unspaced = is_unspaced(word[-1])
+        prev_unspaced = unspaced
     if fidx is not None:
         index = [fidx[i] for i in index]
     return NormalizedText("".join(parts), index, text, frozenset(leet))

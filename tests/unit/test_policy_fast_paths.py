@@ -58,6 +58,12 @@ def test_chinese_only_normalize_matches_general_path() -> None:
         assert normalize(text) == _normalize_tokens(text), text
 
 
+def test_every_fast_path_matches_general_path() -> None:
+    pieces = _MIXED_PIECES + _ASCII_PIECES + ["QQ", "ok", "app", "2024", "x"]
+    for text in _texts(pieces, 4000, 7) + _texts(["QQ", " ", "赌博", "a", "b", "c", "，"], 500, 8):
+        assert normalize(text) == _normalize_tokens(text), text
+
+
 def test_han_word_characters_are_word_characters() -> None:
     han = "".join(map(chr, [*range(0x3400, 0x4DC0), *range(0x4E00, 0xA000)]))
     assert _HAN_WORD.fullmatch(han) and re.fullmatch(r"[^\W_]+", han)
