@@ -2,13 +2,21 @@
 
 The pack is generated at run time (never stored) from the keyword lists in
 ``../shared/evaldata/keywords`` (LDNOOBW en/zh, CC BY 4.0; konsheng Sensitive-lexicon, MIT),
-topped up with generated English phrases, half English, half Chinese. The corpus is generated
-everyday sentences (English and Chinese, some with a term or an evasion mixed in). Measured in
-the same run, on one core (process CPU time):
+topped up with generated English phrases (everyday words around a listed keyword), half English,
+half Chinese; terms of one character are dropped (no real pack lists one: the lists' few are
+regex leftovers that normalize to a lone ``我``, "I", which would flag nearly every Chinese
+sentence). The corpus is generated everyday sentences (3/4 English, 1/4 Chinese; 1 in 20 with a
+pack term appended). Measured in the same run:
 
 * ``TermIndex.find`` -- the engine's full path: normalization + every evasion layer + match.
 * baseline -- one compiled ``re`` alternation of all normalized terms, word-bounded, over the same
   normalized text (``normalize_text``), i.e. a naive implementation of the same exact matching.
+  It misses what the other layers add (leet ``l``->``i`` variants, repeated letters, pinyin
+  sound-alikes) and gives no offsets in the original text; it is timed on the first 2000
+  transcripts (it is slow).
+
+Rates are transcripts per CPU-second of this process (``time.process_time``), best of 3: the
+matcher runs on one thread, so that is one core.
 
 Run: ``python -m bench.policy_matching [--out bench/RESULTS.md]`` (also ``bench.run --suite
 policy``). Goal (issue 5): >= 100k transcripts/s and >= 20x the baseline.

@@ -30,6 +30,10 @@ them are reported as ``leet``).
 
 :func:`normalize_text` returns only the text and takes a fast path for plain ASCII (nearly every
 English transcript): one lowercase, one regex scan; it always equals ``normalize(t).text``.
+:func:`normalize` itself skips the token loop for the common shapes -- plain ASCII, one or more
+Chinese runs, simple English/number tokens next to Chinese -- and folds characters through a
+cached ``str.translate`` table; each shortcut gives exactly what the general path gives
+(``tests/unit/test_policy_fast_paths.py`` checks them against it).
 """
 
 from __future__ import annotations

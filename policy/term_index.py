@@ -13,9 +13,13 @@
 * pinyin, when the text has Chinese characters: term and text syllables
   (:mod:`policy.pinyin`), toneless or with tones.
 
-The common case (plain ASCII text, no match) is one lowercase, one regex scan and one automaton
-call. Offsets are computed (:func:`~policy.normalize.normalize`) only once something matched.
-When the same term is found at the same span in several ways, the most literal kind is kept.
+The common case (plain ASCII text, no match) is one lowercase, a few C-level scans and one
+automaton call; offsets are computed (:func:`~policy.normalize.normalize`) only once something
+matched. Other text is normalized once, offsets included (Chinese text nearly always goes on to
+the pinyin pass, whose unit spans are built only when the sound automaton hits). Matches of all
+passes are merged as plain tuples and sorted once. When the same term is found at the same
+span in several ways, the most literal kind is kept. ``python -m bench.policy_matching``
+measures this path (section "Policy matching" in ``bench/RESULTS.md``).
 """
 
 from __future__ import annotations
