@@ -77,9 +77,11 @@ _SCRIPT_RUN = re.compile(
 _ASCII_SLOW = re.compile(
     r"[a-z]'*[0-9@$]|[0-9@$]'*[a-z]"
     r"|(?<![a-z0-9])[a-z][^a-z0-9]+[a-z][^a-z0-9]+[a-z](?![a-z0-9])")
-_ASCII_SPECIAL = re.compile("[0-9@$']")
-_ASCII_SEPARATORS = str.maketrans({c: " " for c in map(chr, range(128))
-                                   if not ("a" <= c <= "z" or "0" <= c <= "9")})
+_ASCII_SEPARATORS = str.maketrans(
+    {c: ("\0" if c in "0123456789@$'" else c if "a" <= c <= "z" else " ")
+     for c in map(chr, range(128))})
+"""Lowercase ASCII: letters stay, digits/@/$/apostrophes (leet, numbers, contractions: the
+general path) become NUL, everything else (NUL itself included) a space."""
 SPELLED_MIN_LETTERS = 3
 """Single-letter tokens in a row joined into one word (3: ``a`` / ``plan b`` stay words)."""
 _SPELLED_WORDS = re.compile(" " + "[a-z] " * SPELLED_MIN_LETTERS)
@@ -375,9 +377,10 @@ def normalize_text(text: str) -> str:
     """``normalize(text).text``, without the offset map; fast for plain ASCII text."""
     if text.isascii():
         lower = text.lower()
-        if _ASCII_SPECIAL.search(lower) is None:
+        separated = lower.translate(_ASCII_SEPARATORS)
+        if "\0" not in separated:
             # Letters only (no digit, @, $ or apostrophe): the words are the letter runs.
-            joined = " ".join(lower.translate(_ASCII_SEPARATORS).split())
+            joined = " ".join(separated.split())
             if _SPELLED_WORDS.search(f" {joined} ") is None:
                 return joined
         elif _ASCII_SLOW.search(lower) is None:
