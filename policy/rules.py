@@ -340,19 +340,24 @@ class _Parser(NodeReader):
             raise self.error(node, "actions must not be empty (omit it for operator_alert)")
         return tuple(out)
 
-    def regex(self, category: str, node: yaml.Node, seen: dict[str, int]) -> RegexRule:
-        rule_id: str | None = None
-        id_node: yaml.Node = node
+    def entry(self, node: yaml.Node, what: str, keys: tuple[str, ...],
+              value_key: str) -> tuple[yaml.Node, yaml.Node, str | None]:
+        """A rule entry written as a bare string or as ``{id, <value_key>}``: the value's node,
+        the node its line is claimed on, and the explicit id (None: derive one)."""
         if isinstance(node, yaml.ScalarNode):
-            pattern_node = node
-        elif isinstance(node, yaml.MappingNode):
-            fields = self.mapping(node, "a regex", _REGEX_KEYS)
-            pattern_node = self.required(fields, node, "pattern", "a regex")
-            if "id" in fields:
-                id_node = fields["id"][1]
-                rule_id = self.rule_id(id_node)
-        else:
-            raise self.error(node, "a regex must be a string or a mapping with id and pattern")
+            return node, node, None
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, f"{what} must be a string or a mapping with id and "
+                                   f"{value_key}")
+        fields = self.mapping(node, what, keys)
+        value_node = self.required(fields, node, value_key, what)
+        if "id" not in fields:
+            return value_node, node, None
+        id_node = fields["id"][1]
+        return value_node, id_node, self.rule_id(id_node)
+
+    def regex(self, category: str, node: yaml.Node, seen: dict[str, int]) -> RegexRule:
+        pattern_node, id_node, rule_id = self.entry(node, "a regex", _REGEX_KEYS, "pattern")
         pattern = self.string(pattern_node, "pattern")
         if not pattern.strip():
             raise self.error(pattern_node, "empty regex")
@@ -394,18 +399,7 @@ class _Parser(NodeReader):
         seen[rule_id] = line
 
     def rule(self, category: str, node: yaml.Node, seen: dict[str, int]) -> Rule:
-        rule_id: str | None = None
-        id_node: yaml.Node = node
-        if isinstance(node, yaml.ScalarNode):
-            term_node = node
-        elif isinstance(node, yaml.MappingNode):
-            fields = self.mapping(node, "a term", _TERM_KEYS)
-            term_node = self.required(fields, node, "term", "a term")
-            if "id" in fields:
-                id_node = fields["id"][1]
-                rule_id = self.rule_id(id_node)
-        else:
-            raise self.error(node, "a term must be a string or a mapping with id and term")
+        term_node, id_node, rule_id = self.entry(node, "a term", _TERM_KEYS, "term")
         term = self.string(term_node, "term").strip()
         if not term:
             raise self.error(term_node, "empty term")
