@@ -26,6 +26,7 @@ __all__ = [
     "AsrParams",
     "SpeechRecognizer",
     "WhisperRecognizer",
+    "float32_to_pcm",
     "pcm_to_float32",
     "transcript_id",
 ]
@@ -55,6 +56,11 @@ def transcript_id(segment_id: str, model_id: str) -> str:
 def pcm_to_float32(pcm: bytes) -> np.ndarray:
     """16-bit little-endian PCM -> float32 in [-1, 1), the form Whisper's features expect."""
     return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def float32_to_pcm(audio: np.ndarray) -> bytes:
+    """float samples (clipped to [-1, 1)) -> 16-bit little-endian PCM, the segments' form."""
+    return (np.clip(audio, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
 
 
 def _check_pcm(segment: SpeechSegment) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.recognizer import WhisperRecognizer
+from asr.recognizer import WhisperRecognizer, float32_to_pcm
 from bench.accuracy_metrics import (
     Clip,
     ClipResult,
@@ -86,7 +86,7 @@ def load_audio(clip: Clip) -> np.ndarray:
 
 def clip_segment(clip: Clip, audio: np.ndarray) -> SpeechSegment:
     """The whole clip as one segment, the way the VAD hands speech to the recognizer."""
-    pcm = (np.clip(audio, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
+    pcm = float32_to_pcm(audio)
     duration = len(audio) / SAMPLE_RATE
     speaker = f"{clip.utt_id}#{clip.channel}" if clip.channel is not None else clip.utt_id
     return SpeechSegment(

@@ -35,7 +35,7 @@ import numpy as np
 
 from asr.frames import Transcript
 from asr.params import AsrParams
-from asr.recognizer import WhisperRecognizer, pcm_to_float32
+from asr.recognizer import WhisperRecognizer, float32_to_pcm, pcm_to_float32
 from bench.accuracy_metrics import error_rate, load_clips
 from bench.asr_throughput import _segments
 from ingest.frames import BYTES_PER_SAMPLE, SAMPLE_RATE, PcmFrame, SpeechSegment
@@ -100,7 +100,7 @@ def _as_speaker(segment: SpeechSegment, speaker: int, seq: int) -> SpeechSegment
 
 def _vad_cut(audio: np.ndarray, name: str) -> tuple[SpeechSegment, ...]:
     """Cut a recording the way the pipeline does: 0.5 s frames through the VAD segmenter."""
-    pcm = (np.clip(audio, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
+    pcm = float32_to_pcm(audio)
     segmenter = SpeechSegmenter("bench", name, name, vad_params(Settings()))
     step = SAMPLE_RATE // 2 * BYTES_PER_SAMPLE
     out: list[SpeechSegment] = []

@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from asr.models import ModelNotFoundError, resolve_model
 from asr.params import AsrParams
-from asr.recognizer import WhisperRecognizer
+from asr.recognizer import WhisperRecognizer, float32_to_pcm
 from asr.script import to_simplified
 from ingest.frames import SAMPLE_RATE
 from tests.fakes_asr import make_segment
@@ -49,7 +49,7 @@ def pcm(path: Path, seconds: float = 15.0) -> bytes:
 
     audio = np.asarray(decode_audio(str(path), sampling_rate=SAMPLE_RATE))[
         : int(seconds * SAMPLE_RATE)]
-    return (np.clip(audio, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
+    return float32_to_pcm(audio)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
