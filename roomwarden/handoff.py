@@ -119,8 +119,7 @@ class SegmentHandoff:
     async def publish_gap(self, gap: StreamGap) -> None:
         """Count a stream gap and publish it (``gap_record``) to the gaps topic, as
         :meth:`roomwarden.runner.Pipeline.publish_gap` does."""
-        self._metrics.gaps.labels(reason=gap.reason).inc()
-        self._metrics.gap_seconds.labels(reason=gap.reason).inc(gap.duration_s)
+        self._metrics.count_gap(gap.reason, gap.duration_s)
         log.warning("stream_gap", room_id=gap.room_id, speaker_id=gap.speaker_id,
                     reason=gap.reason, source=gap.source, gap_id=gap.gap_id,
                     seconds=round(gap.duration_s, 3))

@@ -146,6 +146,11 @@ class Metrics:
             registry=r,
         )
 
+    def count_gap(self, reason: str, seconds: float) -> None:
+        """One stream gap of ``seconds`` (the runner and the Kafka hand-off both report them)."""
+        self.gaps.labels(reason=reason).inc()
+        self.gap_seconds.labels(reason=reason).inc(seconds)
+
     def watch_queue(self, name: str, size: Callable[[], int]) -> None:
         """Report a queue's depth at scrape time (no work on the hot path)."""
         self.queue_depth.labels(queue=name).set_function(size)

@@ -161,8 +161,7 @@ class Pipeline:
 
         Gaps bypass the ASR/policy queues: they carry no speech, and must not wait behind it.
         """
-        self._metrics.gaps.labels(reason=gap.reason).inc()
-        self._metrics.gap_seconds.labels(reason=gap.reason).inc(gap.duration_s)
+        self._metrics.count_gap(gap.reason, gap.duration_s)
         log.warning("stream_gap", room_id=gap.room_id, speaker_id=gap.speaker_id,
                     reason=gap.reason, source=gap.source, gap_id=gap.gap_id,
                     seconds=round(gap.duration_s, 3))
