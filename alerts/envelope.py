@@ -143,7 +143,9 @@ def alert_data(alert: Alert, *, detected_at: float) -> dict[str, Any]:
         data["match"]["kind"] = alert.match.kind
     if alert.transcript_ids:  # cross-segment matches only (optional in the schema)
         data["transcript_ids"] = list(alert.transcript_ids)
-    if alert.classifier_probability is not None:  # classifier alerts only (optional)
+    if alert.score is not None:  # optional in the schema (absent in events from before it)
+        data["score"] = _prob(alert.score)
+    if alert.classifier_probability is not None:  # when the engine runs a classifier (optional)
         data["classifier"] = {"model_id": alert.classifier_model_id,
                               "probability": _prob(alert.classifier_probability)}
     return data

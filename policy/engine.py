@@ -22,10 +22,11 @@ objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from asr.frames import Transcript
-from policy.classifier import TextClassifier
+from policy.classifier import ClassifierOutput, TextClassifier
+from policy.explain import span_probability
 from policy.extra_rules import ExtraRules
 from policy.frames import Alert, MatchKind, MatchSpan, Suggestion
 from policy.matcher import Matcher
@@ -135,23 +136,29 @@ class PolicyEngine:
 
     def evaluate(self, transcript: Transcript) -> list[Alert]:
         """Alerts for ``transcript``: rule matches ordered by position in its text (then
-        category, rule), then the classifier's alert if it raised one."""
+        category, rule), then the classifier's alert if it raised one. With a classifier, every
+        alert carries its opinion of the whole transcript (the text is scored once)."""
         alerts = self._rule_alerts(transcript)
-        flagged = self._classifier_alert(transcript, alerts)
-        if flagged is not None:
-            alerts.append(flagged)
+        verdict = self._classify(transcript)
+        if verdict is None:
+            return alerts
+        alerts = [replace(a, classifier_model_id=verdict.model_id,
+                          classifier_probability=verdict.probability) for a in alerts]
+        if (verdict.probability >= self._classifier_threshold
+                and not any(a.category == self._classifier_category for a in alerts)):
+            alerts.append(self._classifier_alert(transcript, verdict))
             self.stats.alerts += 1
             self.stats.classifier_alerts += 1
         return alerts
 
-    def _classifier_alert(self, transcript: Transcript, alerts: list[Alert]) -> Alert | None:
+    def _classify(self, transcript: Transcript) -> ClassifierOutput | None:
         if (self._classifier is None or transcript.confidence_class == "rejected"
-                or not transcript.text.strip()
-                or any(a.category == self._classifier_category for a in alerts)):
+                or not transcript.text.strip()):
             return None
-        verdict = self._classifier.score(transcript.text)
-        if verdict.probability < self._classifier_threshold:
-            return None
+        return self._classifier.score(transcript.text)
+
+    def _classifier_alert(self, transcript: Transcript, verdict: ClassifierOutput) -> Alert:
+        """One review-only alert over the whole text: a model's guess never acts on its own."""
         pack, text = self.pack, transcript.text
         rule_id = f"classifier.{self._classifier_category}"
         return Alert(
@@ -165,6 +172,7 @@ class PolicyEngine:
             policy_hash=pack.sha256,
             policy_name=pack.name,
             policy_version=pack.version,
+            score=verdict.probability,
             classifier_model_id=verdict.model_id,
             classifier_probability=verdict.probability,
         )
@@ -214,6 +222,7 @@ class PolicyEngine:
                 policy_name=pack.name,
                 policy_version=pack.version,
                 transcript_ids=m.transcript_ids,
+                score=span_probability(transcript, m.start, m.end),
             ))
         alerts.sort(key=lambda a: (a.match.start, a.category, a.rule_id))
         self.stats.alerts += len(alerts)

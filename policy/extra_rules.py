@@ -7,7 +7,7 @@
   as transcribed (``re.IGNORECASE``; see :mod:`policy.regex_check`). Matches come back as
   :class:`~policy.term_index.Found` with keys after the term rules' (``key_offset + i``), so the
   engine resolves overlaps and builds alerts for them exactly as for terms. Their kind is
-  ``exact``: the pattern matched the text itself, with no normalization or evasion layer.
+  ``regex``: the pattern matched the text itself, with no normalization or evasion layer.
 * :meth:`ExtraRules.allowed`: whether a match of a category overlaps one of that category's
   ``allow`` phrases in the same text (found like terms: normalized, on word boundaries), so
   "I'm going to kill it at the gym" does not alert on ``kill it`` when the pack allows
@@ -55,7 +55,7 @@ class ExtraRules:
         for i, rule in enumerate(self._regexes):
             for m in rule.compiled.finditer(text):
                 if m.end() > m.start():
-                    out.append(Found(m.start(), m.end(), self._offset + i, "exact"))
+                    out.append(Found(m.start(), m.end(), self._offset + i, "regex"))
         return out
 
     def allowed(self, text: str, category: str, start: int, end: int) -> bool:

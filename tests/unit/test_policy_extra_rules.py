@@ -49,7 +49,7 @@ def test_regex_rule_alerts_with_its_span() -> None:
     assert (alert.rule_id, alert.category, alert.severity) == ("fraud.re.wire", "fraud", "high")
     assert alert.match.text == "Wire me $500 bucks"
     assert text[alert.match.start:alert.match.end] == alert.match.text
-    assert alert.match.kind == "exact"
+    assert alert.match.kind == "regex"
 
 
 def test_regex_only_custom_category() -> None:
