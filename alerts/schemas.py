@@ -3,6 +3,7 @@
 The schema files live in ``alerts/schemas/`` (package data) and are the published contract:
 ``alert.v1.json``, ``transcript.v1.json`` and ``gap.v1.json`` for the record values,
 ``escalation.v1.json`` for the decisions of the escalation ladder (``policy.escalation``),
+``review.v1.json`` for an operator's decision on an alert (``alerts.console.reviews``),
 ``cloudevent.v1.json`` for the CloudEvents attributes carried in the ``ce_*`` headers of
 those JSON events, and ``segment.v1.json`` for the metadata of a speech segment (its value is
 audio, not JSON: :mod:`alerts.segment_record` checks a segment's attributes itself). Each
@@ -33,6 +34,7 @@ __all__ = [
     "ATTRIBUTES_SCHEMA_ID",
     "ESCALATION",
     "GAP",
+    "REVIEW",
     "SEGMENT",
     "TRANSCRIPT",
     "EventSpec",
@@ -84,7 +86,13 @@ ESCALATION = EventSpec(
     schema_file="escalation.v1.json",
     dataschema="urn:roomwarden:schema:escalation.v1",
 )
-_EVENTS = (ALERT, TRANSCRIPT, GAP, SEGMENT, ESCALATION)
+REVIEW = EventSpec(
+    name="review",
+    type="io.roomwarden.moderation.review.v1",
+    schema_file="review.v1.json",
+    dataschema="urn:roomwarden:schema:review.v1",
+)
+_EVENTS = (ALERT, TRANSCRIPT, GAP, SEGMENT, ESCALATION, REVIEW)
 _ATTRIBUTES_FILE = "cloudevent.v1.json"
 ATTRIBUTES_SCHEMA_ID = "urn:roomwarden:schema:cloudevent.v1"
 
