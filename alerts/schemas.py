@@ -6,7 +6,9 @@ The schema files live in ``alerts/schemas/`` (package data) and are the publishe
 ``review.v1.json`` for an operator's decision on an alert (``alerts.console.reviews``),
 ``cloudevent.v1.json`` for the CloudEvents attributes carried in the ``ce_*`` headers of
 those JSON events, and ``segment.v1.json`` for the metadata of a speech segment (its value is
-audio, not JSON: :mod:`alerts.segment_record` checks a segment's attributes itself). Each
+audio, not JSON: :mod:`alerts.segment_record` checks a segment's attributes itself) and
+``evidence.v1.json`` for the metadata of a flagged segment's audio kept for the audit log (a
+WAV value: :mod:`alerts.evidence_record`). Each
 file's ``$id`` is the ``dataschema`` URI its records carry. An incompatible change gets a new
 file (``*.v2.json``), a new ``dataschema`` and a new event type, never an edit of a published
 one.
@@ -33,6 +35,7 @@ __all__ = [
     "ALERT",
     "ATTRIBUTES_SCHEMA_ID",
     "ESCALATION",
+    "EVIDENCE",
     "GAP",
     "REVIEW",
     "SEGMENT",
@@ -92,7 +95,13 @@ REVIEW = EventSpec(
     schema_file="review.v1.json",
     dataschema="urn:roomwarden:schema:review.v1",
 )
-_EVENTS = (ALERT, TRANSCRIPT, GAP, SEGMENT, ESCALATION, REVIEW)
+EVIDENCE = EventSpec(
+    name="evidence",
+    type="io.roomwarden.evidence.v1",
+    schema_file="evidence.v1.json",
+    dataschema="urn:roomwarden:schema:evidence.v1",
+)
+_EVENTS = (ALERT, TRANSCRIPT, GAP, SEGMENT, ESCALATION, REVIEW, EVIDENCE)
 _ATTRIBUTES_FILE = "cloudevent.v1.json"
 ATTRIBUTES_SCHEMA_ID = "urn:roomwarden:schema:cloudevent.v1"
 
