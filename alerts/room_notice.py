@@ -11,8 +11,10 @@ plugin API (:mod:`ingest.janus_api`), which needs no data channel.
 One Janus session and data channel per notifier, set up on the first notice and reused (rooms
 are joined once each); a broken connection is set up again once per notice before giving up.
 
-:class:`RoomNoticeSink` decides which delivered alerts become notices (confident transcript,
-severity threshold, per-room cooldown) and sends them in the background.
+:class:`RoomNoticeSink` sends notices in the background. With the escalation ladder on (the
+default, ``policy.escalate``) it posts the ladder's host warnings (:meth:`RoomNoticeSink.warn`): a
+rant is one notice. Without it, it decides per delivered alert (:meth:`RoomNoticeSink.submit`:
+confident transcript, severity threshold, per-room cooldown).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 import structlog
@@ -36,6 +38,7 @@ from aiortc import (
 )
 
 from ingest.janus_api import JanusError, JanusHandle, JanusSession, JsonDict
+from policy.escalation import Escalation
 from policy.frames import Alert
 
 log = structlog.get_logger(__name__)
@@ -53,6 +56,12 @@ def notice_text(alert: Alert) -> str:
     who = alert.transcript.segment.speaker_name or alert.speaker_id
     return (f"RoomWarden: {who} may have broken the room rules ({alert.category}, "
             f"{alert.severity}); suggested action: {alert.suggestion}.")
+
+
+def host_warning_text(escalation: Escalation) -> str:
+    """The in-room notice for an escalation's host warning: who, and why (not the words)."""
+    return (f"RoomWarden: {escalation.speaker_id} may have broken the room rules "
+            f"({escalation.reason}). Host: please remind them of the rules.")
 
 
 class _Channel:
@@ -283,10 +292,18 @@ class RoomNoticeSink:
             log.info("room_notice_cooldown", room_id=alert.room_id, alert_id=alert.alert_id)
             return self._outcome("cooldown")
         self._last[alert.room_id] = now
-        task = asyncio.create_task(self._send(alert))
+        self._spawn(self._send(alert.room_id, alert.alert_id, notice_text(alert)))
+        return None
+
+    def warn(self, escalation: Escalation, alert: Alert) -> None:
+        """Post an escalation's host warning into the room, in the background. The escalation
+        ladder already decided it (confidence, cooldowns), so no threshold applies here."""
+        self._spawn(self._send(escalation.room_id, alert.alert_id, host_warning_text(escalation)))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return None
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Let notices on their way finish (up to ``timeout_s``), then close the notifier."""
@@ -296,11 +313,11 @@ class RoomNoticeSink:
                 task.cancel()
         await self.notifier.close()
 
-    async def _send(self, alert: Alert) -> None:
+    async def _send(self, room_id: str, alert_id: str, text: str) -> None:
         try:
-            await self.notifier.notify(alert.room_id, notice_text(alert))
+            await self.notifier.notify(room_id, text)
         except Exception as exc:  # Janus down or refusing: logged and counted, never raised
-            log.warning("room_notice_failed", room_id=alert.room_id, alert_id=alert.alert_id,
+            log.warning("room_notice_failed", room_id=room_id, alert_id=alert_id,
                         error=str(exc))
             self._outcome("failed")
             return

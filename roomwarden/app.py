@@ -6,7 +6,7 @@ This is the only place that knows every stage; ``cli`` calls it, nothing else im
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,10 +28,10 @@ from ingest.whep_pull import WhepPuller
 from ingest.whip import WhipEndpoint
 from policy.classifier import load_classifier
 from policy.engine import PolicyEngine
-from policy.escalation import EscalationPolicy, Escalator
+from policy.escalation import Escalation, EscalationPolicy, Escalator
 from policy.frames import Alert
 from policy.rules import RulePack, default_pack_path
-from roomwarden.escalations import EscalationStage
+from roomwarden.escalations import EscalationStage, HostWarningSink
 from roomwarden.handoff import SegmentHandoff
 from roomwarden.metrics import Metrics
 from roomwarden.policy_reload import PolicyReloader
@@ -159,15 +159,25 @@ def build_notices(settings: Settings, metrics: Metrics) -> RoomNoticeSink | None
                           on_outcome=lambda o: metrics.room_notices.labels(outcome=o).inc())
 
 
-def build_escalations(settings: Settings, publisher: KafkaPublisher | None
-                      ) -> EscalationStage | None:
+def build_escalations(settings: Settings, publisher: KafkaPublisher | None, *,
+                      host_warnings: Sequence[HostWarningSink] = (),
+                      metrics: Metrics | None = None) -> EscalationStage | None:
     """The escalation ladder of ``policy.escalate`` (default thresholds and cooldowns of
-    :class:`policy.escalation.EscalationPolicy`), publishing to ``kafka.escalations_topic``."""
+    :class:`policy.escalation.EscalationPolicy`), publishing to ``kafka.escalations_topic`` and
+    handing its host warnings to ``host_warnings``."""
     if not settings.policy.escalate:
         return None
+    counted: Callable[[Escalation], None] | None = None
+    if metrics is not None:
+        escalations = metrics.escalations
+
+        def counted(escalation: Escalation) -> None:
+            escalations.labels(action=escalation.action).inc()
+
     return EscalationStage(Escalator(EscalationPolicy()), sink=publisher,
                            source=f"/roomwarden/{settings.instance}",
-                           topic=settings.kafka.escalations_topic)
+                           topic=settings.kafka.escalations_topic, host_warnings=host_warnings,
+                           on_escalation=counted)
 
 
 @asynccontextmanager
@@ -201,7 +211,8 @@ async def running_pipeline(
     recognizer = await asyncio.to_thread(build_recognizer, settings)
     await asyncio.to_thread(recognizer.warmup)
     notices = build_notices(settings, metrics)
-    if notices is not None:
+    if notices is not None and not settings.policy.escalate:
+        # Without the ladder, every delivered alert is considered for a notice.
         sink, chained = notices, on_alert
 
         def on_alert(alert: Alert, latency: float | None) -> None:
@@ -227,7 +238,8 @@ async def running_pipeline(
         asr_in_flight=settings.pipeline.asr_in_flight,
         on_alert=on_alert,
         on_transcript=on_transcript,
-        escalations=build_escalations(settings, publisher),
+        escalations=build_escalations(
+            settings, publisher, host_warnings=[notices] if notices is not None else []),
     )
     await pipeline.start()
     reloader = policy_reloader(settings, policy, pipeline.set_policy, metrics)

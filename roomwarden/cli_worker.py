@@ -138,7 +138,13 @@ async def run_policy_worker(settings: Settings, stop: asyncio.Event | None = Non
     """Rule pack, publisher, consumer, notices and /metrics (``settings.policy_worker``); runs
     until ``stop`` (default: SIGTERM/SIGINT) is set, then finishes the batch in flight,
     commits, and shuts everything down."""
-    from roomwarden.app import build_notices, build_publisher, load_policy, policy_reloader
+    from roomwarden.app import (
+        build_escalations,
+        build_notices,
+        build_publisher,
+        load_policy,
+        policy_reloader,
+    )
     from roomwarden.worker_loop import run_worker
     from roomwarden.worker_policy import PolicyWorker, policy_worker_metrics
 
@@ -146,6 +152,10 @@ async def run_policy_worker(settings: Settings, stop: asyncio.Event | None = Non
     metrics = policy_worker_metrics()
     engine = load_policy(settings)  # first: a broken pack fails before joining the group
     notices = build_notices(settings, metrics.base)
+    # The ladder decides host warnings when on; the worker publishes its records itself (sink
+    # None) so that the commit waits for their acks.
+    escalations = build_escalations(settings, None, metrics=metrics.base,
+                                    host_warnings=[notices] if notices is not None else [])
     try:
         publisher = build_publisher(settings, metrics.base)
         await publisher.start()
@@ -154,7 +164,9 @@ async def run_policy_worker(settings: Settings, stop: asyncio.Event | None = Non
                               transcripts_topic=settings.kafka.transcripts_topic,
                               alerts_topic=settings.kafka.alerts_topic, policy=engine,
                               sink=publisher, metrics=metrics,
-                              source=f"/roomwarden/{settings.instance}", notices=notices,
+                              source=f"/roomwarden/{settings.instance}",
+                              notices=notices if escalations is None else None,
+                              escalations=escalations,
                               client_id=f"{settings.kafka.client_id}-policy-worker")
         reloader = policy_reloader(settings, engine, worker.set_policy, metrics.base)
         if reloader is not None:

@@ -2,9 +2,9 @@
 
 :class:`EscalationStage` feeds each transcript's alerts to a :class:`policy.escalation.Escalator`
 (pure: risk, ladder, cooldowns), publishes every resulting escalation as a CloudEvent on
-``roomwarden.escalations.v1`` (:mod:`alerts.escalation_record`), and posts host warnings -- and
-only those -- into the room through the in-room notifier (:mod:`alerts.room_notice`), so a rant
-is one notice, not forty.
+``roomwarden.escalations.v1`` (:mod:`alerts.escalation_record`), and hands host warnings -- and
+only those -- to the host-warning channels (the in-room notice of :mod:`alerts.room_notice`, the
+host's webhook), so a rant is one warning, not forty.
 
 The pipeline calls :meth:`EscalationStage.handle` with a transcript's alerts right after it
 published them, in transcript order: the escalator's decisions rest on speech time, so the same
@@ -21,11 +21,10 @@ import structlog
 
 from alerts.envelope import KafkaRecord
 from alerts.escalation_record import ESCALATIONS_TOPIC, escalation_record
-from alerts.room_notice import Notifier
 from policy.escalation import Escalation, Escalator
 from policy.frames import Alert
 
-__all__ = ["EscalationStage", "host_warning_text"]
+__all__ = ["EscalationStage", "HostWarningSink"]
 
 log = structlog.get_logger(__name__)
 
@@ -34,41 +33,46 @@ class _RecordSink(Protocol):
     async def publish(self, record: KafkaRecord) -> Awaitable[object]: ...
 
 
-def host_warning_text(escalation: Escalation) -> str:
-    """The in-room notice for a host warning: who, and why (not the words said)."""
-    return (f"RoomWarden: {escalation.speaker_id} may have broken the room rules "
-            f"({escalation.reason}). Host: please remind them of the rules.")
+class HostWarningSink(Protocol):
+    """Something that tells a room's host: the in-room notice
+    (:class:`alerts.room_notice.RoomNoticeSink`), the host's webhook. ``warn`` must return at
+    once (send in the background) and never raise."""
+
+    def warn(self, escalation: Escalation, alert: Alert) -> None: ...
 
 
 class EscalationStage:
-    """Escalates alerts, publishes the escalations, and warns hosts in their room.
+    """Escalates alerts, publishes the escalations, and warns hosts.
 
     Args:
         escalator: the decisions (its policy holds every threshold and cooldown).
-        sink: record sink (``KafkaPublisher``); ``None`` keeps escalations in-process.
+        sink: record sink (``KafkaPublisher``) for :meth:`handle`; ``None`` keeps escalations
+            in-process (or the caller publishes :meth:`record` itself, as the policy worker
+            does so that its commit waits for the acks).
         source: CloudEvents ``source`` of the records.
         topic: escalations topic.
-        notifier: posts host warnings into the room (``JanusRoomNotifier``); ``None``: none.
+        host_warnings: told every ``host_warning`` with the alert that triggered it.
         on_escalation: told every escalation as it is decided (metrics, logs, tests).
     """
 
     def __init__(self, escalator: Escalator, *, sink: _RecordSink | None, source: str,
-                 topic: str = ESCALATIONS_TOPIC, notifier: Notifier | None = None,
+                 topic: str = ESCALATIONS_TOPIC, host_warnings: Sequence[HostWarningSink] = (),
                  on_escalation: Callable[[Escalation], None] | None = None) -> None:
         self.escalator = escalator
         self._sink = sink
         self._source = source
         self._topic = topic
-        self._notifier = notifier
+        self._host_warnings = tuple(host_warnings)
         self._on_escalation = on_escalation
         self._tasks: set[asyncio.Task[None]] = set()
         self.escalations: list[Escalation] = []
         """Every escalation decided so far, in order."""
 
-    async def handle(self, alerts: Sequence[Alert]) -> list[Escalation]:
-        """Escalate one transcript's alerts; publish (waiting for buffer space, not for the
-        ack) and notify in the background. Returns the escalations decided."""
+    def decide(self, alerts: Sequence[Alert]) -> list[Escalation]:
+        """Escalate one transcript's alerts and warn hosts (in the background); publishes
+        nothing. Returns the escalations decided, in order."""
         decided = self.escalator.observe(alerts)
+        by_id = {a.alert_id: a for a in alerts}
         for escalation in decided:
             self.escalations.append(escalation)
             log.warning("escalation", room_id=escalation.room_id,
@@ -76,16 +80,31 @@ class EscalationStage:
                         escalation_id=escalation.escalation_id, reason=escalation.reason)
             if self._on_escalation is not None:
                 self._on_escalation(escalation)
-            if self._sink is not None:
-                ack = await self._sink.publish(
-                    escalation_record(escalation, source=self._source, topic=self._topic))
+            trigger = by_id.get(escalation.alert_ids[-1])
+            if escalation.action == "host_warning" and trigger is not None:
+                for sink in self._host_warnings:
+                    try:
+                        sink.warn(escalation, trigger)
+                    except Exception:  # a warning channel must never stop the pipeline
+                        log.exception("host_warning_failed", escalation_id=escalation.escalation_id)
+        return decided
+
+    def record(self, escalation: Escalation) -> KafkaRecord:
+        """The escalation as a CloudEvent record for the escalations topic."""
+        return escalation_record(escalation, source=self._source, topic=self._topic)
+
+    async def handle(self, alerts: Sequence[Alert]) -> list[Escalation]:
+        """:meth:`decide`, then publish each escalation to the sink (waiting for buffer space,
+        not for the ack; a failed ack is logged)."""
+        decided = self.decide(alerts)
+        if self._sink is not None:
+            for escalation in decided:
+                ack = await self._sink.publish(self.record(escalation))
                 self._spawn(self._await_ack(ack, escalation))
-            if escalation.action == "host_warning" and self._notifier is not None:
-                self._spawn(self._notify(self._notifier, escalation))
         return decided
 
     async def close(self, timeout_s: float = 5.0) -> None:
-        """Wait (up to ``timeout_s``) for acks and notices on their way; cancel the rest."""
+        """Wait (up to ``timeout_s``) for acks on their way; cancel the rest."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout_s)
             for task in list(self._tasks):
@@ -103,11 +122,3 @@ class EscalationStage:
         except Exception as exc:  # the publisher logs and counts its own failures too
             log.warning("escalation_publish_failed", escalation_id=escalation.escalation_id,
                         error=str(exc))
-
-    @staticmethod
-    async def _notify(notifier: Notifier, escalation: Escalation) -> None:
-        try:
-            await notifier.notify(escalation.room_id, host_warning_text(escalation))
-        except Exception as exc:  # Janus down or refusing: logged, never raised
-            log.warning("host_warning_failed", room_id=escalation.room_id,
-                        escalation_id=escalation.escalation_id, error=str(exc))

@@ -129,18 +129,21 @@ class WhepSettings(BaseModel):
 class NoticeSettings(BaseModel):
     """In-room notices to the host, as TextRoom chat through Janus (``ROOMWARDEN_NOTICES__*``).
 
-    Only alerts on confident transcripts notify (low-confidence ones never trigger automatic
-    action); the TextRoom room has the alert's room id (created if missing)."""
+    With the escalation ladder on (``policy.escalate``, the default) a notice is posted for each
+    ``host_warning`` the ladder decides (it already handles confidence and cooldowns: a rant is
+    one notice), and :attr:`min_severity` / :attr:`cooldown_s` do not apply. Without the ladder,
+    each alert on a confident transcript is considered (low-confidence ones never trigger
+    automatic action). The TextRoom room has the alert's room id (created if missing)."""
 
     enabled: bool = False
-    """Post a notice into the room for alerts at or above :attr:`min_severity`."""
+    """Post host warnings into the room (see above)."""
     min_severity: Literal["low", "medium", "high", "critical"] = "high"
-    """Least severe alert category that warns the host in the room."""
+    """Without the ladder: least severe alert category that warns the host in the room."""
     janus_url: str | None = None
     """Janus HTTP API root whose TextRoom plugin carries the notices. Unset: ``janus.url``."""
     cooldown_s: float = Field(default=60.0, ge=0)
-    """At most one notice per room per this many seconds (later alerts in it are skipped and
-    counted as ``cooldown``), so a heated room is not flooded."""
+    """Without the ladder: at most one notice per room per this many seconds (later alerts in
+    it are skipped and counted as ``cooldown``), so a heated room is not flooded."""
 
 
 class VadSettings(BaseModel):
@@ -197,7 +200,9 @@ class PolicySettings(BaseModel):
     """Rule pack YAML. Unset: the default pack shipped in ``policy/packs/default.yaml``."""
     escalate: bool = True
     """Run alerts through the escalation ladder (``policy.escalation``: decaying risk per
-    speaker and room, cooldowns) and publish escalations on ``kafka.escalations_topic``."""
+    speaker and room, cooldowns), publish escalations on ``kafka.escalations_topic``, and warn
+    hosts (in-room notice, webhooks) on its ``host_warning`` decisions only. In ``serve`` and in
+    ``worker policy`` alike."""
     classifier: str = "builtin"
     """Abuse/toxicity text classifier: ``builtin`` (English: trained on Davidson et al., MIT;
     Chinese: on COLD, Apache-2.0; held-out numbers in ``bench/RESULTS.md``), ``none``, or the

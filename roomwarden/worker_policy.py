@@ -7,12 +7,19 @@ The poll -> decode -> process -> ack -> commit loop, rebalances, SIGTERM and ``/
     decode every record (alerts.transcript_decode.decode_transcript; bad -> dead letter)
     -> PolicyEngine.evaluate each transcript, in input order (microseconds each)
     -> publish every alert (alerts.envelope.alert_record, key = room id)
+    -> escalate them (roomwarden.escalations: decaying risk, the ladder, cooldowns) and publish
+       every escalation on roomwarden.escalations.v1; host warnings go to the room
 
 Alert ids are deterministic (segment id + rule + span start), so the alerts of a re-processed
 batch dedupe by ``ce_id``. A transcript the engine raises on is dead-lettered with reason
 ``policy_failed``. Alert latency (``roomwarden_alert_latency_seconds``) runs from the end of
-speech carried by the transcript record to the alert's ack; in-room notices
-(``notices.enabled``) are submitted after the ack, as ``serve`` does.
+speech carried by the transcript record to the alert's ack. Host warnings: with the ladder on
+(``policy.escalate``, the default) the ladder's ``host_warning`` decisions post the in-room notice;
+with it off, each alert is considered for a notice after its ack, as ``serve`` does.
+
+The ladder's state (risk, cooldowns) lives in this process. Transcripts are keyed by room, so a
+room's transcripts all reach the same worker in order; a restarted worker starts with fresh risk
+(a redelivered batch re-decides its escalations with the same deterministic ids).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from alerts.transcript_decode import BadTranscript, decode_transcript
 from asr.frames import Transcript
 from policy.engine import PolicyEngine
 from policy.frames import Alert
+from roomwarden.escalations import EscalationStage
 from roomwarden.runner import RecordSink
 from roomwarden.settings import PolicyWorkerSettings
 from roomwarden.worker_loop import ConsumerGroupWorker, Outbox, Record, Rejection, WorkerMetrics
@@ -45,12 +53,14 @@ class PolicyHandler:
     """Decodes transcript records, evaluates them, publishes alerts (module docstring)."""
 
     def __init__(self, *, policy: PolicyEngine, metrics: WorkerMetrics, source: str,
-                 alerts_topic: str, notices: RoomNoticeSink | None = None) -> None:
+                 alerts_topic: str, notices: RoomNoticeSink | None = None,
+                 escalations: EscalationStage | None = None) -> None:
         self._policy = policy
         self._metrics = metrics
         self._source = source
         self._alerts_topic = alerts_topic
         self._notices = notices
+        self._escalations = escalations
 
     def decode(self, record: Record) -> Transcript | Rejection:
         try:
@@ -66,7 +76,7 @@ class PolicyHandler:
                      out: Outbox) -> Mapping[str, Any]:
         m = self._metrics.base
         policy = self._policy  # one pack per batch, even if a reload lands mid-batch
-        alerts_total = 0
+        alerts_total = escalations_total = 0
         for record, transcript in batch:
             m.transcripts.labels(confidence_class=transcript.confidence_class).inc()
             try:
@@ -86,7 +96,12 @@ class PolicyHandler:
                 await out.publish(alert_record(alert, source=self._source,
                                                topic=self._alerts_topic),
                                   on_ack=self._acked(alert))
-        return {"transcripts": len(batch), "alerts": alerts_total}
+            if alerts and self._escalations is not None:
+                for escalation in self._escalations.decide(alerts):
+                    escalations_total += 1
+                    await out.publish(self._escalations.record(escalation))
+        return {"transcripts": len(batch), "alerts": alerts_total,
+                "escalations": escalations_total}
 
     def _acked(self, alert: Alert) -> Callable[[], None]:
         def on_ack() -> None:
@@ -110,7 +125,10 @@ class PolicyWorker(ConsumerGroupWorker[Transcript]):
         sink: where alerts and dead letters go (``KafkaPublisher``).
         metrics: where observations go (:func:`policy_worker_metrics`).
         source: CloudEvents ``source`` of the alerts, e.g. ``/roomwarden/<instance>``.
-        notices: in-room notices, submitted once an alert is acked (optional).
+        notices: in-room notices per alert, submitted once it is acked (when there is no
+            escalation ladder; with one, notices are its ``host_warnings``).
+        escalations: the escalation ladder; its escalations are published through the batch's
+            outbox (acked before the commit).
         client_id: Kafka client id of the consumer.
     """
 
@@ -118,9 +136,11 @@ class PolicyWorker(ConsumerGroupWorker[Transcript]):
                  transcripts_topic: str, alerts_topic: str, policy: PolicyEngine,
                  sink: RecordSink, metrics: WorkerMetrics, source: str,
                  notices: RoomNoticeSink | None = None,
+                 escalations: EscalationStage | None = None,
                  client_id: str = "roomwarden-policy") -> None:
         handler = PolicyHandler(policy=policy, metrics=metrics, source=source,
-                                alerts_topic=alerts_topic, notices=notices)
+                                alerts_topic=alerts_topic, notices=notices,
+                                escalations=escalations)
         super().__init__(params=params, topic=transcripts_topic,
                          bootstrap_servers=bootstrap_servers, handler=handler, sink=sink,
                          metrics=metrics, source=source, client_id=client_id, name="policy")

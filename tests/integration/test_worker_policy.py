@@ -17,6 +17,8 @@ from alerts.envelope import KafkaRecord, alert_record, decode_record, transcript
 from alerts.segment_record import DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER
 from alerts.transcript_decode import with_speech_ended_at
 from asr.frames import Transcript
+from policy.escalation import EscalationPolicy, Escalator
+from roomwarden.app import load_policy
 from roomwarden.broker import create_topics
 from roomwarden.cli_worker import run_policy_worker
 from roomwarden.settings import Settings
@@ -114,3 +116,55 @@ async def test_policy_worker_turns_transcripts_into_alerts_and_dead_letters_bad_
     print(f"\nworker policy: {len(records)} records ({len(bad)} bad) -> {len(events)} alerts, "
           f"{len(dlq.records)} dead letters, all committed {elapsed:.1f} s after start "
           "(group join included)")
+
+
+async def test_policy_worker_escalates_a_rant_like_the_pure_ladder(kafka_broker: str) -> None:
+    """Distributed mode escalates too: a speaker's 12-utterance rant through the worker gives
+    exactly the escalations the pure ladder gives for the same alerts, in order -- a handful,
+    not one per alert -- committed only after their acks."""
+    run = uuid.uuid4().hex[:8]
+    topics = {"transcripts": f"we-{run}.transcripts", "alerts": f"we-{run}.alerts",
+              "escalations": f"we-{run}.escalations", "dlq": f"we-{run}.dlq"}
+    await create_topics(kafka_broker, topics.values(), partitions=1)
+    rant = [build_transcript(build_segment(room=f"{run}-room", speaker="mallory",
+                                           offset=10.0 + 4 * i),
+                             text="you moron" if i % 2 else "you are worthless")
+            for i in range(12)]
+    expected_ladder = Escalator(EscalationPolicy())
+    engine = load_policy(Settings())
+    expected = [e for t in rant for e in expected_ladder.observe(engine.evaluate(t))]
+    assert 2 <= len(expected) < 12 and expected[0].action == "host_warning"
+
+    records = [with_speech_ended_at(transcript_record(t, source="/roomwarden/asr-1",
+                                                      topic=topics["transcripts"]), time.time())
+               for t in rant]
+    where = await produce(kafka_broker, records)
+    ends = {p: max(o for q, o in where if q == p) + 1 for p, _ in where}
+    settings = Settings()
+    settings.instance = f"we-{run}"
+    settings.kafka.bootstrap_servers = kafka_broker
+    settings.kafka.transcripts_topic = topics["transcripts"]
+    settings.kafka.alerts_topic = topics["alerts"]
+    settings.kafka.escalations_topic = topics["escalations"]
+    w = settings.policy_worker
+    w.group_id, w.dlq_topic, w.max_batch = f"we-{run}-policy", topics["dlq"], 5
+    w.session_timeout_ms, w.heartbeat_interval_ms = SESSION_TIMEOUT_MS, 1000
+    w.metrics_host, w.metrics_port = "127.0.0.1", 0
+    stop = asyncio.Event()
+    async with TopicWatcher(kafka_broker, topics["escalations"]) as escalations:
+        worker = asyncio.create_task(run_policy_worker(settings, stop))
+        try:
+            deadline = time.monotonic() + 60
+            while await committed(kafka_broker, w.group_id, topics["transcripts"]) != ends:
+                assert time.monotonic() < deadline, "the policy worker did not commit it all"
+                assert not worker.done(), worker
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.3)
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(worker, 30) == 0
+    got = [decode_record(h, v)[1] for h, v in escalations.records]
+    assert [(d["escalation_id"], d["action"]) for d in got] == [
+        (e.escalation_id, e.action) for e in expected]
+    print(f"\nworker policy: a 12-utterance rant -> {len(got)} escalations "
+          f"({', '.join(d['action'] for d in got)})")

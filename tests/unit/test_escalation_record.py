@@ -9,9 +9,10 @@ import pytest
 
 from alerts.envelope import decode_record
 from alerts.escalation_record import ESCALATIONS_TOPIC, escalation_data, escalation_record
+from alerts.room_notice import RoomNoticeSink, host_warning_text
 from alerts.schemas import ESCALATION, EventValidationError, validate
 from policy.escalation import Escalation, Escalator
-from roomwarden.escalations import EscalationStage, host_warning_text
+from roomwarden.escalations import EscalationStage
 from tests.escalation_script import EXPECTED, T0, scripted_sequence, summary
 
 SOURCE = "/roomwarden/unit-0"
@@ -61,13 +62,16 @@ class RecordingNotifier:
 def test_stage_notifies_host_warnings_only_and_keeps_order() -> None:
     notifier = RecordingNotifier()
     seen: list[Escalation] = []
-    stage = EscalationStage(Escalator(), sink=None, source=SOURCE, notifier=notifier,
+    outcomes: list[str] = []
+    notices = RoomNoticeSink(notifier, on_outcome=outcomes.append)
+    stage = EscalationStage(Escalator(), sink=None, source=SOURCE, host_warnings=[notices],
                             on_escalation=seen.append)
 
     async def run() -> None:
         for alert in scripted_sequence():  # one transcript's alerts at a time
             await stage.handle([alert])
         await stage.close()
+        await notices.close()
 
     asyncio.run(run())
     assert summary(stage.escalations) == EXPECTED
@@ -75,3 +79,4 @@ def test_stage_notifies_host_warnings_only_and_keeps_order() -> None:
     warnings = [e for e in stage.escalations if e.action == "host_warning"]
     assert notifier.sent == [(e.room_id, host_warning_text(e)) for e in warnings]
     assert len(notifier.sent) == 3  # 40-alert rant included: alice, dave, dave after an hour
+    assert outcomes == ["sent"] * 3
