@@ -1,4 +1,5 @@
-"""The consumer-group loop every pipeline worker runs (``worker asr``, ``worker policy``).
+"""The consumer-group loop every pipeline worker runs (``worker asr``, ``worker policy``,
+``worker audit``).
 
 One poll is one batch, processed to the end before the next poll::
 
@@ -37,7 +38,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
@@ -181,7 +182,10 @@ class ConsumerGroupWorker(Generic[T]):
 
     Args:
         params: group, batching, timeouts (:class:`~roomwarden.settings.ConsumerGroupSettings`).
-        topic: the input topic.
+        topic: the input topic, or several (``worker audit`` records six). A poll's records
+            reach the handler grouped by topic in the order given here, then by partition,
+            then by offset; Kafka orders nothing across topics, so this is only a habit the
+            handler may count on (e.g. a transcript before the alerts of the same poll).
         bootstrap_servers: Kafka to consume from.
         handler: decodes records and produces the output.
         sink: where output and dead letters go (``KafkaPublisher``).
@@ -192,11 +196,16 @@ class ConsumerGroupWorker(Generic[T]):
         name: the worker's name in logs (``asr``, ``policy``).
     """
 
-    def __init__(self, *, params: ConsumerGroupSettings, topic: str, bootstrap_servers: str,
-                 handler: BatchHandler[T], sink: RecordSink, metrics: WorkerMetrics,
-                 source: str, client_id: str, name: str) -> None:
+    def __init__(self, *, params: ConsumerGroupSettings, topic: str | Sequence[str],
+                 bootstrap_servers: str, handler: BatchHandler[T], sink: RecordSink,
+                 metrics: WorkerMetrics, source: str, client_id: str, name: str) -> None:
         self.params = params
-        self.topic = topic
+        self.topics: tuple[str, ...] = (topic,) if isinstance(topic, str) else tuple(topic)
+        if not self.topics or len(set(self.topics)) != len(self.topics):
+            raise ValueError(f"{name} worker: input topics must be distinct and at least one, "
+                             f"got {list(self.topics)}")
+        self.topic = self.topics[0]
+        """The (first) input topic."""
         self.name = name
         self._handler = handler
         self._sink = sink
@@ -220,12 +229,24 @@ class ConsumerGroupWorker(Generic[T]):
     def assignment(self) -> set[TopicPartition]:
         return set(self._consumer.assignment())
 
+    def where(self, topic: str, partition: int) -> str:
+        """A partition as logs name it: ``"3"`` (one input topic), ``"<topic>:3"`` (several)."""
+        return str(partition) if len(self.topics) == 1 else f"{topic}:{partition}"
+
+    def partitions(self, tps: set[TopicPartition]) -> list[int] | list[str]:
+        """Partitions for logs and ``/healthz``: numbers (one input topic) or
+        ``"<topic>:<n>"`` (several)."""
+        if len(self.topics) == 1:
+            return sorted(tp.partition for tp in tps)
+        return [self.where(tp.topic, tp.partition)
+                for tp in sorted(tps, key=lambda t: (t.topic, t.partition))]
+
     async def start(self) -> None:
         """Connect and subscribe; partitions arrive with the first polls."""
         await self._consumer.start()
-        self._consumer.subscribe([self.topic], listener=_Listener(self))
+        self._consumer.subscribe(list(self.topics), listener=_Listener(self))
         log.info("worker_started", worker=self.name, group_id=self.params.group_id,
-                 topic=self.topic, dlq_topic=self.params.dlq_topic,
+                 topic=",".join(self.topics), dlq_topic=self.params.dlq_topic,
                  max_batch=self.params.max_batch)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -235,7 +256,10 @@ class ConsumerGroupWorker(Generic[T]):
         while not stop.is_set():
             batch = await self._consumer.getmany(timeout_ms=p.poll_timeout_ms,
                                                  max_records=p.max_batch)
-            records = [r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]
+            order = {t: i for i, t in enumerate(self.topics)}
+            records = [r for tp in sorted(batch, key=lambda t: (order.get(t.topic, 0),
+                                                                 t.partition))
+                       for r in batch[tp]]
             if not records:
                 continue
             self._idle.clear()
@@ -279,7 +303,7 @@ class ConsumerGroupWorker(Generic[T]):
         log.info("batch_committed" if committed else "batch_not_committed", worker=self.name,
                  records=len(records), dead_letters=out.dead_letters, **fields,
                  seconds=round(seconds, 3),
-                 last_offsets={f"{r.partition}": r.offset for r in records})
+                 last_offsets={self.where(r.topic, r.partition): r.offset for r in records})
 
     async def _commit(self, records: list[Record]) -> bool:
         offsets: dict[TopicPartition, int] = {}
@@ -294,7 +318,8 @@ class ConsumerGroupWorker(Generic[T]):
             # The partitions moved to another member meanwhile: it re-processes the batch.
             self._metrics.commits.labels(outcome="skipped").inc()
             log.warning("commit_skipped_rebalanced", worker=self.name, error=repr(exc),
-                        offsets={f"{tp.partition}": o for tp, o in offsets.items()})
+                        offsets={self.where(tp.topic, tp.partition): o
+                                 for tp, o in offsets.items()})
             return False
         self._metrics.commits.labels(outcome="committed").inc()
         return True
@@ -324,14 +349,14 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         if not await self._worker.wait_idle(self._worker.params.revoke_wait_s):
             log.warning("revoke_without_commit", worker=self._worker.name,
-                        partitions=sorted(tp.partition for tp in revoked),
+                        partitions=self._worker.partitions(revoked),
                         reason="batch still in flight; it will be re-processed")
         log.info("partitions_revoked", worker=self._worker.name,
-                 partitions=sorted(tp.partition for tp in revoked))
+                 partitions=self._worker.partitions(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions_assigned", worker=self._worker.name,
-                 partitions=sorted(tp.partition for tp in assigned))
+                 partitions=self._worker.partitions(assigned))
 
 
 async def run_worker(worker: ConsumerGroupWorker[Any], *, publisher: KafkaPublisher,
@@ -367,7 +392,7 @@ async def _serve_metrics(worker: ConsumerGroupWorker[Any], publisher: KafkaPubli
     async def health(_: web.Request) -> web.Response:
         ok = bool(publisher.connected)
         body = {"ok": ok, "kafka_connected": ok, "worker": worker.name,
-                "partitions": sorted(tp.partition for tp in worker.assignment)}
+                "partitions": worker.partitions(worker.assignment)}
         return web.json_response(body, status=200 if ok else 503)
 
     app = web.Application()
