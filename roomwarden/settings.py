@@ -41,6 +41,11 @@ class KafkaSettings(BaseModel):
     escalations_topic: str = "roomwarden.escalations.v1"
     """Topic for escalations: the moderator's ladder (host warning, operator alert, recommend
     mute / removal / room close, review) decided from each speaker's and room's decaying risk."""
+    reviews_topic: str = "roomwarden.reviews.v1"
+    """Topic for operators' reviews of alerts (acknowledge, dismiss, escalate) from the console."""
+    evidence_topic: str = "roomwarden.evidence.v1"
+    """Topic for the audio of flagged speech (a WAV per segment that raised an alert), which the
+    audit recorder keeps as evidence."""
     acks: Literal["all", "1", "0"] = "all"
     """Producer acks. ``all``: an alert counts as delivered once every in-sync replica has it."""
     enable_idempotence: bool = False
