@@ -63,6 +63,7 @@ def process_registries() -> dict[str, CollectorRegistry]:
     from roomwarden.metrics import Metrics
     from roomwarden.policy_reload import PolicyReloader
     from roomwarden.worker_asr import asr_worker_metrics
+    from roomwarden.worker_audit import audit_worker_metrics
     from roomwarden.worker_policy import policy_worker_metrics
 
     engine = PolicyEngine(RulePack.load(default_pack_path()), windows=None)
@@ -78,8 +79,9 @@ def process_registries() -> dict[str, CollectorRegistry]:
     asr = asr_worker_metrics()
     policy = policy_worker_metrics()
     reloader(policy.base)
+    audit, _ = audit_worker_metrics()
     return {"serve": serve.registry, "asr-worker": asr.base.registry,
-            "policy-worker": policy.base.registry}
+            "policy-worker": policy.base.registry, "audit-worker": audit.base.registry}
 
 
 def metric_objects(registry: CollectorRegistry) -> list[MetricWrapperBase]:

@@ -1,6 +1,6 @@
 """Every dashboard query, run by a real Prometheus against RoomWarden's real metric objects.
 
-Each kind of process (serve, ASR worker, policy worker) gets its registry served on 127.0.0.1
+Each kind of process (serve, ASR, policy and audit workers) gets its registry served on 127.0.0.1
 by prometheus_client, with every metric moving; a Prometheus scrapes them under the job names
 of deploy/prometheus/prometheus.yml, and each query of the dashboard must come back with series
 carrying the labels its legend names. Skipped where no `prometheus` binary is installed
@@ -33,7 +33,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed"),
 ]
 JOBS = {"serve": "roomwarden-serve", "asr-worker": "roomwarden-asr-worker",
-        "policy-worker": "roomwarden-policy-worker"}
+        "policy-worker": "roomwarden-policy-worker", "audit-worker": "roomwarden-audit-worker"}
 SCRAPE_S = 1
 
 
@@ -169,7 +169,7 @@ def test_policy_info_table_shows_the_pack(prometheus: str) -> None:
     assert all(re.fullmatch(r"[0-9a-f]{64}", s["metric"]["sha256"]) for s in series)
 
 
-def test_targets_are_the_three_processes(prometheus: str) -> None:
+def test_targets_are_one_per_kind_of_process(prometheus: str) -> None:
     targets = query(prometheus, "/api/v1/targets")["activeTargets"]
     assert sorted(t["labels"]["job"] for t in targets) == sorted(JOBS.values())
     assert all(t["health"] == "up" for t in targets), targets

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
-from roomwarden.settings import AsrWorkerSettings, HttpSettings, PolicyWorkerSettings
+from roomwarden.settings import (
+    AsrWorkerSettings,
+    HttpSettings,
+    KafkaSettings,
+    PolicyWorkerSettings,
+)
+from roomwarden.worker_audit import AuditWorkerSettings
 from tests.grafana_dashboard import (
     DASHBOARD,
     DEPLOY,
@@ -38,7 +44,7 @@ COMPOSE = DEPLOY / "compose.yaml"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 PROVISIONING = DEPLOY / "grafana" / "provisioning"
 
-ROWS = ["Overview", "Ingest", "ASR", "Policy", "Kafka", "Workers"]
+ROWS = ["Overview", "Ingest", "ASR", "Policy", "Kafka", "Workers", "Host webhooks", "Audit"]
 # Labels every series has once scraped, or that histogram_quantile consumes.
 SCRAPE_LABELS = frozenset({"job", "instance", "le"})
 # The /metrics port of each RoomWarden command a compose service may run (settings defaults).
@@ -46,6 +52,7 @@ METRICS_PORTS = {
     ("serve",): HttpSettings().port,
     ("worker", "asr"): AsrWorkerSettings().metrics_port,
     ("worker", "policy"): PolicyWorkerSettings().metrics_port,
+    ("worker", "audit"): AuditWorkerSettings().metrics_port,
 }
 
 
@@ -274,7 +281,7 @@ def scrape_targets() -> dict[str, set[tuple[str, int]]]:
 
 def test_prometheus_scrapes_every_roomwarden_process(compose: dict[str, Any]) -> None:
     services = roomwarden_services(compose)
-    assert {"roomwarden", "asr-worker", "policy-worker"} <= set(services)
+    assert {"roomwarden", "asr-worker", "policy-worker", "audit-worker"} <= set(services)
     jobs = scrape_targets()
     for name, command in services.items():
         assert command in METRICS_PORTS, f"{name}: which /metrics port does {command} use?"
@@ -286,6 +293,17 @@ def test_prometheus_scrapes_every_roomwarden_process(compose: dict[str, Any]) ->
         assert len(scraped_by) == 1, f"{name} on :{METRICS_PORTS[command]}: jobs {scraped_by}"
         # The dashboard's job variable lists roomwarden* jobs only.
         assert scraped_by[0].startswith("roomwarden")
+
+
+def test_kafka_init_creates_every_topic_the_processes_use(compose: dict[str, Any]) -> None:
+    # A consumer that subscribes before its topic exists may see no partitions for minutes,
+    # and auto-created topics get one partition: the stack creates them all up front.
+    used = {str(value) for section in (KafkaSettings(), AsrWorkerSettings(),
+                                       PolicyWorkerSettings(), AuditWorkerSettings())
+            for field, value in section.model_dump().items() if field.endswith("_topic")}
+    created = set(re.findall(r"roomwarden\.[\w.]+", " ".join(
+        compose["services"]["kafka-init"]["command"])))
+    assert used - created == set()
 
 
 # --- the real parsers, where installed --------------------------------------------------------
