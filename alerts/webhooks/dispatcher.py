@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import structlog
+from yarl import URL
 
 from alerts.webhooks.egress import EgressGuard
 from alerts.webhooks.outbox import Delivery, Outbox
@@ -167,7 +168,7 @@ class WebhookDispatcher:
         try:
             if self.outbox.is_disabled(endpoint.url):
                 log.info("webhook_dropped_disabled", webhook_id=warning.webhook_id,
-                         room_id=warning.room_id, url=endpoint.url)
+                         room_id=warning.room_id, endpoint=loggable(endpoint.url))
                 return self._submitted("dropped_disabled")
             body = thin_body(warning, self.settings.console_base_url)
             now = self._clock()
@@ -251,7 +252,7 @@ class WebhookDispatcher:
         if outbox.is_disabled(endpoint.url):
             outbox.finish(wid, "disabled", now=now, error="endpoint disabled (410 Gone)")
             log.info("webhook_dropped_disabled", webhook_id=wid, room_id=delivery.room_id,
-                     url=endpoint.url)
+                     endpoint=loggable(endpoint.url))
             self._observer.attempted("disabled")
             return
         attempt = delivery.attempts + 1
@@ -274,7 +275,7 @@ class WebhookDispatcher:
         wid, outbox, s = delivery.webhook_id, self.outbox, self.settings
         now = self._clock()
         fields = {"webhook_id": wid, "room_id": delivery.room_id, "attempt": attempt,
-                  "status": result.status, "url": endpoint.url}
+                  "status": result.status, "endpoint": loggable(endpoint.url)}
         if result.refused:
             outbox.finish(wid, "refused", now=now, error=result.error)
             log.error("webhook_refused_address", error=result.error, **fields)
@@ -315,6 +316,11 @@ class WebhookDispatcher:
         removed = self.outbox.prune(finished_before=now - self.settings.keep_finished_s)
         if removed:
             log.info("webhook_outbox_pruned", removed=removed)
+
+
+def loggable(url: str) -> str:
+    """The URL's origin only: hosts often put a token in the path or query of their URL."""
+    return str(URL(url).origin())
 
 
 def _keys(endpoint: HostEndpoint) -> list[bytes]:

@@ -9,6 +9,7 @@ and its HTTP sender are the real ones (``allow_networks = ["127.0.0.1/32"]``).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import signal
@@ -210,19 +211,21 @@ async def test_each_room_verifies_only_with_its_own_secret(receiver: Receiver, t
         Webhook(receiver.secrets["/a"]).verify(rb.body, rb.headers)
 
 
-async def test_killed_mid_retry_resumes_after_restart_with_the_same_id(
+async def test_killed_mid_retry_three_times_then_delivered_once_same_id(
         receiver: Receiver, tmp_path: Path, dispatchers) -> None:
-    """A dispatcher process is SIGKILLed while its second attempt is on the wire; a new one on
-    the same outbox delivers the warning, same webhook-id and body, to a host that dedupes."""
+    """A dispatcher process is SIGKILLed while an attempt is on the wire, three times over
+    (each new process submits the same warning again: a replay); a last one on the same outbox
+    delivers it -- same webhook-id and body throughout, processed once by the host."""
+    kills = 3
 
-    async def hang_on_second(nth: int) -> int:
-        if nth == 2:
+    async def fail_then_hang(nth: int) -> int:
+        if 2 <= nth <= 1 + kills:
             await receiver.release.wait()  # the sender is killed while we hold its request
-        return 500 if nth <= 2 else 200
+        return 500 if nth <= 1 + kills else 200
 
-    hosts = {"*": receiver.endpoint("/host", hang_on_second)}
+    hosts = {"*": receiver.endpoint("/host", fail_then_hang)}
     outbox = tmp_path / "outbox.sqlite3"
-    values = settings_for(hosts, outbox, schedule_s=[0, 0.2], max_attempts=5)
+    values = settings_for(hosts, outbox, schedule_s=[0, 0.2], max_attempts=10)
     script = textwrap.dedent("""
         import asyncio, json, sys
         from alerts.webhooks import WebhookDispatcher, WebhookSettings
@@ -236,29 +239,32 @@ async def test_killed_mid_retry_resumes_after_restart_with_the_same_id(
 
         asyncio.run(main())
     """)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, json.dumps(values), cwd=REPO,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    try:
-        await until(lambda: len(receiver.on("/host")) == 2, timeout_s=30)
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        await proc.wait()
-    assert proc.returncode == -signal.SIGKILL
     warning = make_warning(7)
-    box = Outbox(outbox)
-    row = box.get(warning.webhook_id)
-    box.close()
-    assert row is not None and row.state == "pending" and row.attempts == 2  # written first
+    for k in range(1, kills + 1):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, json.dumps(values), cwd=REPO,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            await until(lambda k=k: len(receiver.on("/host")) == 1 + k, timeout_s=30)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        box = Outbox(outbox)
+        row = box.get(warning.webhook_id)
+        box.close()
+        # the attempt on the wire was written down before it was sent
+        assert row is not None and row.state == "pending" and row.attempts == 1 + k
 
     d = await start(dispatchers, values)
     assert await settle_real(d, warning.webhook_id) == "delivered"
     got = receiver.on("/host")
-    assert [r.status for r in got[:1] + got[2:]] == [500, 200]  # the held one never answered
+    assert len(got) == kills + 2
+    assert (got[0].status, got[-1].status) == (500, 200)  # the held ones never answered
     assert {r.webhook_id for r in got} == {warning.webhook_id}
     assert len({r.body for r in got}) == 1 and all(r.verified for r in got)
     assert receiver.processed == {warning.webhook_id: 1}
-    assert d.outbox.get(warning.webhook_id).attempts == 3  # type: ignore[union-attr]
+    assert d.outbox.get(warning.webhook_id).attempts == kills + 2  # type: ignore[union-attr]
 
 
 async def test_a_hanging_host_times_out_and_is_retried(receiver: Receiver, tmp_path: Path,
@@ -329,3 +335,30 @@ async def settle_real(d: WebhookDispatcher, webhook_id: str, timeout_s: float = 
                 return row.state
             await asyncio.sleep(0.01)
 
+
+
+async def test_a_name_is_connected_to_the_address_that_was_checked(receiver: Receiver) -> None:
+    """``hooks.test`` resolves (fake DNS, once) to 127.0.0.1, which is allowed: the request
+    reaches the receiver under that name; a second lookup answering 10.0.0.1 is refused."""
+    answers = ["127.0.0.1", "10.0.0.1"]
+    lookups: list[str] = []
+
+    async def rebinding_dns(name: str, p: int) -> list[tuple[object, ...]]:
+        lookups.append(name)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers.pop(0), p))]
+
+    url, _ = receiver.endpoint("/named")
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    guard = EgressGuard([ipaddress.ip_network("127.0.0.1/32")], getaddrinfo=rebinding_dns)
+    sender = HttpSender(guard, timeout_s=2.0)
+    try:
+        first = await sender.send(f"http://hooks.test:{port}/named", {}, b"{}")
+        await sender.close()  # a fresh connection: the name is looked up again
+        second = await sender.send(f"http://hooks.test:{port}/named", {}, b"{}")
+    finally:
+        await sender.close()
+    assert first.status == 401  # reached the receiver (unsigned here, so refused by it)
+    (got,) = receiver.on("/named")
+    assert got.headers["Host"] == f"hooks.test:{port}"
+    assert second.refused and "10.0.0.1 is private" in second.error
+    assert lookups == ["hooks.test", "hooks.test"]
