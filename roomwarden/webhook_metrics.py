@@ -32,7 +32,8 @@ class WebhookMetrics:
     """The webhook metrics on ``registry``; also the dispatcher's observer.
 
     - ``roomwarden_webhook_warnings_total{outcome}``: warnings submitted, by what became of
-      them at once (queued, duplicate, no_endpoint, dropped_disabled, not_stored);
+      them at once (queued, duplicate, no_endpoint, dropped_disabled, invalid,
+      not_stored);
     - ``roomwarden_webhook_deliveries_total{outcome}``: attempts' outcomes (delivered, retried,
       failed, disabled, refused_address);
     - ``roomwarden_webhook_delivery_latency_seconds``: submit to 2xx, retries included;

@@ -40,7 +40,8 @@ from alerts.webhooks.signing import parse_secret, signed_headers
 
 log = structlog.get_logger(__name__)
 
-SUBMIT_OUTCOMES = ("queued", "duplicate", "no_endpoint", "dropped_disabled", "not_stored")
+SUBMIT_OUTCOMES = ("queued", "duplicate", "no_endpoint", "dropped_disabled", "invalid",
+                   "not_stored")
 """What :meth:`WebhookDispatcher.submit` can say about a warning."""
 DELIVERY_OUTCOMES = ("delivered", "retried", "failed", "disabled", "refused_address")
 """What an attempt can come to (``retried``: failed, another attempt is scheduled)."""
@@ -159,7 +160,8 @@ class WebhookDispatcher:
         """Accept ``warning`` for delivery; never waits on the network. Returns the outcome:
         ``queued``, ``duplicate`` (this id was accepted before: nothing sent again),
         ``no_endpoint`` (no host configured for the room), ``dropped_disabled`` (its host
-        answered 410 before) or ``not_stored`` (the outbox could not be written; logged)."""
+        answered 410 before), ``invalid`` (a body over the size limit; logged) or
+        ``not_stored`` (the outbox could not be written; logged)."""
         endpoint = self.settings.endpoint_for(warning.room_id)
         if endpoint is None:
             log.info("webhook_no_endpoint", webhook_id=warning.webhook_id,
@@ -175,6 +177,10 @@ class WebhookDispatcher:
             wait = backoff_wait(1, self.settings.schedule_s, self.settings.jitter, self._rand())
             added = self.outbox.add(warning.webhook_id, warning.room_id, body, now=now,
                                     due_at=now + wait)
+        except ValueError as exc:
+            log.error("webhook_invalid", webhook_id=warning.webhook_id,
+                      room_id=warning.room_id, error=str(exc))
+            return self._submitted("invalid")
         except sqlite3.Error as exc:
             log.error("webhook_not_stored", webhook_id=warning.webhook_id,
                       room_id=warning.room_id, error=str(exc))

@@ -292,3 +292,10 @@ async def test_finished_ids_are_pruned_after_keep_finished_s(make_rig) -> None:
     for _ in range(20):
         await asyncio.sleep(0)
     assert rig.outbox.get("old") is None
+
+
+async def test_an_oversized_warning_is_refused_not_raised(make_rig) -> None:
+    rig = make_rig(make_settings({"*": "https://h.test/x"}))
+    await rig.dispatcher.start()
+    assert rig.dispatcher.submit(make_warning(1, suggestion="x" * 30_000)) == "invalid"
+    assert rig.outbox.pending_count() == 0 and rig.observer.submits == ["invalid"]
