@@ -27,7 +27,8 @@ from aiohttp import web
 if TYPE_CHECKING:
     from alerts.console.app import Console
 
-__all__ = ["EXPORT_FORMATS", "ExportRequest", "Exporter", "export_handler", "parse_when"]
+__all__ = ["EXPORT_FORMATS", "ExportRequest", "Exporter", "audit_exporter", "export_handler",
+           "parse_when"]
 
 log = structlog.get_logger(__name__)
 EXPORT_FORMATS = ("jsonl", "csv", "vtt")
@@ -48,6 +49,23 @@ Exporter = Callable[[ExportRequest, Path], Path]
 """Writes the bundle of the request into the given empty directory and returns its path: a
 file (``.tar``/``.zip``/...) is sent as is, a directory is sent as a ``.tar`` of it. Runs in a
 worker thread. Raises ``LookupError`` for an unknown room, ``ValueError`` for a bad request."""
+
+
+def audit_exporter(store: Any) -> Exporter:
+    """The exporter of ``roomwarden export``: :func:`alerts.audit.export.export_room` on
+    ``store`` (an :class:`alerts.audit.AuditStore`), written as one ``.tar.gz``."""
+
+    def export(wanted: ExportRequest, out: Path) -> Path:
+        from alerts.audit.export import export_room
+
+        if wanted.room_id not in store.rooms():
+            raise LookupError(f"room {wanted.room_id!r} is not in the audit store")
+        target = out / f"roomwarden-export-{_safe(wanted.room_id)}.tar.gz"
+        export_room(store, wanted.room_id, target, since=wanted.since, until=wanted.until,
+                    fmt=wanted.format)
+        return target
+
+    return export
 
 
 def parse_when(value: str | None, name: str) -> float | None:
@@ -108,6 +126,10 @@ async def export_handler(console: Console, request: web.Request) -> web.StreamRe
             raise _error(web.HTTPNotFound, str(exc)) from exc
         except ValueError as exc:
             raise _error(web.HTTPBadRequest, str(exc)) from exc
+        except Exception as exc:  # the store's own errors (e.g. a broken chain) name the cause
+            log.error("console_export_failed", auditor=principal.name, room_id=wanted.room_id,
+                      error=repr(exc))
+            raise _error(web.HTTPInternalServerError, f"export failed: {exc}") from exc
         size = bundle.stat().st_size
         log.info("console_export", auditor=principal.name, room_id=wanted.room_id,
                  since=wanted.since, until=wanted.until, format=wanted.format, bytes=size,

@@ -34,7 +34,7 @@ from alerts.envelope import ALERTS_TOPIC, EnvelopeError, decode_record
 from alerts.escalation_record import ESCALATIONS_TOPIC
 from alerts.schemas import ALERT, ESCALATION, REVIEW, EventValidationError, validate
 
-__all__ = ["ConsoleTopics", "LiveFeed"]
+__all__ = ["DEFAULT_TOPICS", "ConsoleTopics", "LiveFeed"]
 
 log = structlog.get_logger(__name__)
 EventHook = Callable[[str, Mapping[str, Any]], None]
@@ -50,6 +50,9 @@ class ConsoleTopics:
 
     def all(self) -> tuple[str, ...]:
         return (self.alerts, self.escalations, self.reviews)
+
+
+DEFAULT_TOPICS = ConsoleTopics()
 
 
 class LiveFeed:
@@ -68,7 +71,7 @@ class LiveFeed:
     """
 
     def __init__(self, feed: AlertFeed, *, bootstrap_servers: str,
-                 topics: ConsoleTopics = ConsoleTopics(), store: AuditReader | None = None,
+                 topics: ConsoleTopics = DEFAULT_TOPICS, store: AuditReader | None = None,
                  backfill_s: float = 900.0, client_id: str = "roomwarden-console",
                  discover_every_s: float = 5.0, on_event: EventHook | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -187,14 +190,15 @@ class LiveFeed:
             self._assigned.set()
             return assigned
         consumer.assign(sorted(found))
-        for tp in sorted(found):
-            if tp in self._positions:
-                consumer.seek(tp, self._positions[tp])
-            elif self._first_discovery:
-                await consumer.seek_to_end(tp)
-                self._positions[tp] = await consumer.position(tp)
+        fresh = sorted(tp for tp in found if tp not in self._positions)
+        for tp in sorted(found - set(fresh)):
+            consumer.seek(tp, self._positions[tp])
+        if fresh:  # one offsets request for all of them
+            if self._first_discovery:
+                await consumer.seek_to_end(*fresh)
             else:  # appeared while we were running: all of it is new
-                await consumer.seek_to_beginning(tp)
+                await consumer.seek_to_beginning(*fresh)
+            for tp in fresh:
                 self._positions[tp] = await consumer.position(tp)
         new = found - self._known
         self._known |= found
