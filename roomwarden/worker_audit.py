@@ -219,6 +219,7 @@ class AuditHandler:
                                               self._checkpoint_every_s))
         if made:
             self._metrics.checkpoints.inc(made)
+            log.info("audit_checkpoints", made=made, every_s=self._checkpoint_every_s)
         return made
 
     async def _one_by_one(self, items: list[tuple[Record, AuditEntry]],

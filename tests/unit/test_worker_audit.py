@@ -297,3 +297,18 @@ async def test_with_the_real_sqlite_store_every_event_is_kept_once_and_the_chain
         await rig.thread.call(check)
     finally:
         rig.thread.close()
+
+
+def test_the_audit_sections_come_from_the_environment_until_settings_carry_them(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from roomwarden.cli_worker_audit import audit_sections
+    from roomwarden.settings import Settings
+
+    monkeypatch.setenv("ROOMWARDEN_AUDIT__URL", f"sqlite:///{tmp_path / 'a.db'}")
+    monkeypatch.setenv("ROOMWARDEN_AUDIT__CHECKPOINT_EVERY_S", "5")
+    monkeypatch.setenv("ROOMWARDEN_AUDIT_WORKER__MAX_BATCH", "9")
+    monkeypatch.setenv("ROOMWARDEN_AUDIT_WORKER__REVIEWS_TOPIC", "reviews.t")
+    audit, worker = audit_sections(Settings())
+    assert audit.url == f"sqlite:///{tmp_path / 'a.db'}" and audit.checkpoint_every_s == 5
+    assert (worker.max_batch, worker.reviews_topic, worker.group_id) == (
+        9, "reviews.t", "roomwarden-audit")
