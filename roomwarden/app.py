@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerts.publisher import KafkaPublisher, PublisherParams
 from alerts.room_notice import JanusRoomNotifier, RoomNoticeSink
+from alerts.webhooks import WebhookDispatcher
 from asr.backlog import SegmentBacklog
 from asr.frames import Transcript
 from asr.recognizer import AsrParams, WhisperRecognizer
@@ -31,12 +32,13 @@ from policy.engine import PolicyEngine
 from policy.escalation import Escalation, EscalationPolicy, Escalator
 from policy.frames import Alert
 from policy.rules import RulePack, default_pack_path
-from roomwarden.escalations import EscalationStage, HostWarningSink
+from roomwarden.escalations import EscalationStage, HostWarningSink, WebhookWarnings
 from roomwarden.handoff import SegmentHandoff
 from roomwarden.metrics import Metrics
 from roomwarden.policy_reload import PolicyReloader
 from roomwarden.runner import AlertCallback, Pipeline, Topics
 from roomwarden.settings import Settings
+from roomwarden.webhook_metrics import WebhookMetrics, build_dispatcher
 
 log = structlog.get_logger(__name__)
 
@@ -159,6 +161,28 @@ def build_notices(settings: Settings, metrics: Metrics) -> RoomNoticeSink | None
                           on_outcome=lambda o: metrics.room_notices.labels(outcome=o).inc())
 
 
+def build_webhooks(settings: Settings, metrics: Metrics) -> WebhookDispatcher | None:
+    """The host-warning webhook dispatcher of ``settings.webhooks`` (None when disabled); call
+    ``start()`` inside the event loop. One dispatcher per outbox file: ``serve`` in local mode,
+    ``worker policy`` in distributed mode."""
+    if not settings.webhooks.enabled:
+        return None
+    log.info("host_webhooks_enabled", outbox=str(settings.webhooks.outbox_path),
+             hosts=len(settings.webhooks.hosts))
+    return build_dispatcher(settings.webhooks, WebhookMetrics(metrics.registry))
+
+
+def host_warning_sinks(notices: RoomNoticeSink | None,
+                       webhooks: WebhookDispatcher | None) -> list[HostWarningSink]:
+    """Where the escalation ladder's host warnings go: the in-room notice, the webhook."""
+    sinks: list[HostWarningSink] = []
+    if notices is not None:
+        sinks.append(notices)
+    if webhooks is not None:
+        sinks.append(WebhookWarnings(webhooks))
+    return sinks
+
+
 def build_escalations(settings: Settings, publisher: KafkaPublisher | None, *,
                       host_warnings: Sequence[HostWarningSink] = (),
                       metrics: Metrics | None = None) -> EscalationStage | None:
@@ -220,6 +244,9 @@ async def running_pipeline(
             if chained is not None:
                 chained(alert, latency)
 
+    webhooks = build_webhooks(settings, metrics)
+    if webhooks is not None:
+        await webhooks.start()
     publisher = build_publisher(settings, metrics) if kafka else None
     if publisher is not None:
         await publisher.start()
@@ -239,7 +266,7 @@ async def running_pipeline(
         on_alert=on_alert,
         on_transcript=on_transcript,
         escalations=build_escalations(
-            settings, publisher, host_warnings=[notices] if notices is not None else []),
+            settings, publisher, host_warnings=host_warning_sinks(notices, webhooks)),
     )
     await pipeline.start()
     reloader = policy_reloader(settings, policy, pipeline.set_policy, metrics)
@@ -254,6 +281,8 @@ async def running_pipeline(
         await pipeline.stop()
         if notices is not None:
             await notices.close()
+        if webhooks is not None:
+            await webhooks.close()  # pending warnings stay in the outbox for the next start
         if publisher is not None:
             await publisher.stop()
         recognizer.close()

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from roomwarden.cli_model import model_app
 from roomwarden.cli_room import room_app
+from roomwarden.cli_webhooks import webhooks_app
 from roomwarden.cli_worker import worker_app
 from roomwarden.logs import configure_logging
 from roomwarden.settings import ConfigFileError, Settings, load_settings
@@ -138,6 +139,7 @@ def moderate(
 app.add_typer(room_app, name="room")
 app.add_typer(model_app, name="model")
 app.add_typer(worker_app, name="worker")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -142,6 +142,8 @@ async def run_policy_worker(settings: Settings, stop: asyncio.Event | None = Non
         build_escalations,
         build_notices,
         build_publisher,
+        build_webhooks,
+        host_warning_sinks,
         load_policy,
         policy_reloader,
     )
@@ -154,9 +156,12 @@ async def run_policy_worker(settings: Settings, stop: asyncio.Event | None = Non
     notices = build_notices(settings, metrics.base)
     # The ladder decides host warnings when on; the worker publishes its records itself (sink
     # None) so that the commit waits for their acks.
+    webhooks = build_webhooks(settings, metrics.base)
     escalations = build_escalations(settings, None, metrics=metrics.base,
-                                    host_warnings=[notices] if notices is not None else [])
+                                    host_warnings=host_warning_sinks(notices, webhooks))
     try:
+        if webhooks is not None:
+            await webhooks.start()
         publisher = build_publisher(settings, metrics.base)
         await publisher.start()
         worker = PolicyWorker(params=settings.policy_worker,
@@ -179,6 +184,8 @@ async def run_policy_worker(settings: Settings, stop: asyncio.Event | None = Non
     finally:
         if notices is not None:
             await notices.close()
+        if webhooks is not None:
+            await webhooks.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,10 +21,11 @@ import structlog
 
 from alerts.envelope import KafkaRecord
 from alerts.escalation_record import ESCALATIONS_TOPIC, escalation_record
+from alerts.webhooks import HostWarning, WebhookDispatcher
 from policy.escalation import Escalation, Escalator
 from policy.frames import Alert
 
-__all__ = ["EscalationStage", "HostWarningSink"]
+__all__ = ["EscalationStage", "HostWarningSink", "WebhookWarnings"]
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +40,21 @@ class HostWarningSink(Protocol):
     once (send in the background) and never raise."""
 
     def warn(self, escalation: Escalation, alert: Alert) -> None: ...
+
+
+class WebhookWarnings:
+    """Host warnings as Standard Webhooks: each ``host_warning`` goes into the dispatcher's
+    persistent outbox (:mod:`alerts.webhooks`), with the escalation id as ``webhook-id`` so a
+    replay is delivered once."""
+
+    def __init__(self, dispatcher: WebhookDispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    def warn(self, escalation: Escalation, alert: Alert) -> None:
+        self._dispatcher.submit(HostWarning(
+            webhook_id=escalation.escalation_id, room_id=escalation.room_id,
+            alert_id=alert.alert_id, category=alert.category, severity=alert.severity,
+            suggestion=alert.suggestion, occurred_at=escalation.created_at))
 
 
 class EscalationStage:

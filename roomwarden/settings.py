@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from alerts.webhooks.settings import WebhookSettings
+
 CONFIG_ENV = "ROOMWARDEN_CONFIG"
 
 
@@ -354,6 +356,8 @@ class Settings(BaseSettings):
     janus: JanusSettings = JanusSettings()
     whep: WhepSettings = WhepSettings()
     notices: NoticeSettings = NoticeSettings()
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    """Host warnings as Standard Webhooks to each room's host endpoint (``alerts.webhooks``)."""
     vad: VadSettings = VadSettings()
     asr: AsrSettings = AsrSettings()
     policy: PolicySettings = PolicySettings()

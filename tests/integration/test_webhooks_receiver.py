@@ -362,3 +362,35 @@ async def test_a_name_is_connected_to_the_address_that_was_checked(receiver: Rec
     assert got.headers["Host"] == f"hooks.test:{port}"
     assert second.refused and "10.0.0.1 is private" in second.error
     assert lookups == ["hooks.test", "hooks.test"]
+
+
+async def test_the_escalation_ladder_warns_hosts_once_per_host_warning(
+        receiver: Receiver, dispatchers: list[WebhookDispatcher], tmp_path: Path) -> None:
+    """Composed as ``serve`` and ``worker policy`` compose it: the scripted sequence (several
+    speakers, two rooms, a 40-alert rant) through the escalation ladder gives exactly one signed
+    webhook per ``host_warning`` decision -- the rant is one warning, not forty -- to the right
+    room's host, verified with that host's secret, ``webhook-id`` = the escalation id."""
+    from policy.escalation import Escalator
+    from roomwarden.escalations import EscalationStage, WebhookWarnings
+    from tests.escalation_script import scripted_sequence
+
+    hosts = {room: receiver.endpoint(f"/host/{room}") for room in ("room-a", "room-b")}
+    dispatcher = await start(dispatchers, settings_for(hosts, tmp_path / "outbox.db"))
+    stage = EscalationStage(Escalator(), sink=None, source="/t",
+                            host_warnings=[WebhookWarnings(dispatcher)])
+    for alert in scripted_sequence():
+        stage.decide([alert])
+    warnings = [e for e in stage.escalations if e.action == "host_warning"]
+    assert 0 < len(warnings) < len(scripted_sequence()) // 4
+    for _ in range(200):
+        if len(receiver.processed) == len(warnings):
+            break
+        await asyncio.sleep(0.05)
+    assert receiver.processed == {e.escalation_id: 1 for e in warnings}
+    assert all(r.verified for r in receiver.requests)
+    for e in warnings:
+        [request] = [r for r in receiver.requests if r.webhook_id == e.escalation_id]
+        assert request.path == f"/host/{e.room_id}"
+        data = json.loads(request.body)["data"]
+        assert data["room_id"] == e.room_id and data["alert_id"] == e.alert_ids[-1]
+        assert set(data) == {"alert_id", "room_id", "category", "severity", "suggestion", "link"}
