@@ -36,21 +36,27 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class FeedEvent:
-    """One numbered event of the feed (``data`` is JSON-ready)."""
+    """One numbered event of the feed (``data`` is JSON-ready; ``body`` its encoding, made
+    once per event rather than once per browser)."""
 
     seq: int
     kind: EventKind
     data: Mapping[str, Any]
+    body: bytes = field(default=b"", repr=False, compare=False)
+
+    @classmethod
+    def of(cls, seq: int, kind: EventKind, data: Mapping[str, Any]) -> FeedEvent:
+        # json.dumps escapes CR and LF inside strings: the JSON is one line whatever was said
+        # in the room, so a transcript can never end the SSE frame or inject a field.
+        body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        return cls(seq, kind, data, body)
 
 
 def sse_frame(event: FeedEvent, epoch: str) -> bytes:
-    """One Server-Sent Events frame: ``id``, ``event`` and a single ``data`` line.
-
-    ``json.dumps`` escapes CR and LF inside strings, so the JSON is one line whatever was said
-    in the room, and a transcript can never end the frame or inject a field.
-    """
-    body = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {epoch}.{event.seq}\nevent: {event.kind}\ndata: {body}\n\n".encode()
+    """One Server-Sent Events frame: ``id``, ``event`` and a single ``data`` line."""
+    body = event.body or FeedEvent.of(event.seq, event.kind, event.data).body
+    return b"id: %s.%d\nevent: %s\ndata: %s\n\n" % (epoch.encode(), event.seq,
+                                                       event.kind.encode(), body)
 
 
 @dataclass(eq=False, slots=True)
@@ -111,7 +117,7 @@ class AlertFeed:
         self._alerts[alert_id] = item
         while len(self._alerts) > self._recent:
             self._alerts.popitem(last=False)
-        self._broadcast(FeedEvent(self._seq, "alert", self._view(item)))
+        self._broadcast(FeedEvent.of(self._seq, "alert", self._view(item)))
         return True
 
     def add_review(self, data: Mapping[str, Any]) -> bool:
@@ -128,7 +134,7 @@ class AlertFeed:
         self._reviews[alert_id] = review
         _trim(self._reviews, 4 * self._recent)
         self._seq += 1
-        self._broadcast(FeedEvent(self._seq, "review", review))
+        self._broadcast(FeedEvent.of(self._seq, "review", review))
         return True
 
     def add_escalation(self, data: Mapping[str, Any]) -> bool:
@@ -138,7 +144,7 @@ class AlertFeed:
             return False
         view = self.risk.room(str(data["room_id"]))
         self._seq += 1
-        self._broadcast(FeedEvent(self._seq, "risk", view or {}))
+        self._broadcast(FeedEvent.of(self._seq, "risk", view or {}))
         return True
 
     # --- reading ----------------------------------------------------------------------------
@@ -210,9 +216,9 @@ class AlertFeed:
         since = self._replay_from(last_event_id)
         if since is not None:
             return [e for e in self._log if e.seq > since]
-        snapshot = [FeedEvent(item["seq"], "alert", self._view(item))
+        snapshot = [FeedEvent.of(item["seq"], "alert", self._view(item))
                     for item in self._alerts.values()]
-        return [*snapshot, FeedEvent(self._seq, "ready", {"alerts": len(snapshot)})]
+        return [*snapshot, FeedEvent.of(self._seq, "ready", {"alerts": len(snapshot)})]
 
     def _replay_from(self, last_event_id: str | None) -> int | None:
         if not last_event_id:

@@ -108,10 +108,13 @@ async def test_operator_sees_a_live_alert_plays_its_clip_and_dismisses_it(
                 assert await page.locator("#alerts tr").count() == 0
 
                 # Published while the page is open: it must arrive live.
+                t0 = time.monotonic()
                 await publish([alert_record(the_alert, source="/roomwarden/t",
                                             topic=topics.alerts)])
+                acked = time.monotonic()
                 row = page.locator(f'tr[data-alert-id="{the_alert.alert_id}"]')
                 await row.wait_for(timeout=15_000)
+                shown = time.monotonic()
                 await publish([alert_record(a, source="/roomwarden/t", topic=topics.alerts)
                                for a in others]
                               + [escalation_record(e, source="/roomwarden/t",
@@ -151,8 +154,14 @@ async def test_operator_sees_a_live_alert_plays_its_clip_and_dismisses_it(
                 assert played["duration"] == pytest.approx(2.154, abs=0.01)
 
                 await page.fill("#note", "quoting a film, not aimed at anyone")
+                clicked = time.monotonic()
                 await page.click("#act-dismiss")
                 await row.locator(".status.dismiss").wait_for(timeout=15_000)
+                reviewed = time.monotonic()
+                print(f"\nconsole: alert acked by Kafka -> row in the browser "
+                      f"{1000 * (shown - acked):.0f} ms (publish+ack {1000 * (acked - t0):.0f} "
+                      f"ms); dismiss click -> review acked and shown "
+                      f"{1000 * (reviewed - clicked):.0f} ms")
                 assert "dismissed by ana (operator)" in await page.inner_text("#d-review")
                 if os.environ.get("ROOMWARDEN_SCREENSHOT") == "1":
                     await page.wait_for_timeout(2600)  # let the "new row" highlight fade

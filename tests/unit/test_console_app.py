@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
 import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -372,3 +373,46 @@ def test_the_page_never_parses_room_text_as_html() -> None:
     for page in static.glob("*.html"):
         text = page.read_text()
         assert "<script>" not in text and "http://" not in text and "https://" not in text
+
+
+async def test_a_browser_that_stops_reading_is_dropped_and_the_others_get_everything() -> None:
+    """Over real sockets: one stream's reader never reads (its socket buffers fill, its writer
+    blocks, its queue overflows); the feed drops it and the reading stream gets every alert."""
+    console, feed = build_console(client_queue=8, keepalive_s=0.5)
+    big = "you are an idiot " + "x" * 4000  # ~4 KB frames fill socket buffers quickly
+    async with TestClient(TestServer(make_console_app(console))) as client:
+        await login(client, OPERATOR_TOKEN)
+        cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))[COOKIE_NAME]
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (client.host, client.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(f"GET /api/stream HTTP/1.1\r\nHost: {client.host}\r\n"
+                     f"Cookie: {COOKIE_NAME}={cookie.value}\r\n\r\n".encode())
+        await writer.drain()
+        assert b"200 OK" in await reader.readline()  # then it never reads again
+        fast = await client.get("/api/stream")
+        await read_events(fast, 1)  # its "ready"
+        assert feed.clients == 2
+        sent: list[str] = []
+        got: list[str] = []
+
+        async def read_fast() -> None:
+            while len(got) < 3000:
+                (event,) = await read_events(fast, 1, timeout=20)
+                got.append(json.loads(event["data"])["alert"]["alert_id"])
+
+        reading = asyncio.create_task(read_fast())
+        for i in range(3000):
+            data = alert_json(make_alert(room=f"r{i % 7}", offset=float(i), text=big))
+            feed.add_alert(data)
+            sent.append(data["alert_id"])
+            while len(got) < i - 4:  # the reading browser keeps up, the other never reads
+                assert not reading.done(), reading
+                await asyncio.sleep(0.0005)
+        await asyncio.wait_for(reading, 30)
+        assert got == sent
+        assert feed.dropped_clients == 1 and feed.clients == 1
+        writer.close()
+        fast.close()
