@@ -90,7 +90,7 @@ class Console:
     # --- pages ------------------------------------------------------------------------------
 
     async def login_page(self, request: web.Request) -> web.StreamResponse:
-        if self.auth.principal(request) is not None and request.cookies:
+        if self.auth.has_session(request):
             raise web.HTTPFound("/console")
         return web.FileResponse(STATIC_DIR / "login.html")
 

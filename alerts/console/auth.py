@@ -210,6 +210,11 @@ class ConsoleAuth:
         response.del_cookie(COOKIE_NAME, path="/")
         return response
 
+    def has_session(self, request: web.Request) -> bool:
+        """Whether the request carries a valid session cookie (the login page then forwards)."""
+        session_id = request.cookies.get(COOKIE_NAME)
+        return session_id is not None and self.sessions.get(session_id) is not None
+
     def session_alive(self, request: web.Request) -> bool:
         """Whether the request's session (if it came with one) is still valid: long-lived
         streams end when their session expires or is logged out."""

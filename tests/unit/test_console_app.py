@@ -112,6 +112,8 @@ async def test_console_page_needs_a_session_and_the_login_page_does_not(setup: A
     await login(client, OPERATOR_TOKEN)
     page = await client.get("/console")
     assert page.status == 200 and "alerts-table" in await page.text()
+    forwarded = await client.get("/", allow_redirects=False)
+    assert forwarded.status == 302 and forwarded.headers["Location"] == "/console"
 
 
 async def test_export_is_for_auditors_only(setup: Any) -> None:
