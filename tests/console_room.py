@@ -4,6 +4,7 @@ rule pack and escalation ladder, with evidence clips cut from the speakers' WAV 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import wave
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.envelope import transcript_data
+from alerts.evidence_record import evidence_metadata
 from asr.frames import Transcript, Word
 from asr.recognizer import transcript_id
 from ingest.frames import SpeechSegment
@@ -96,11 +98,12 @@ def audit_entries(room: Room) -> list[Any]:
         entries.append(AuditEntry(room.room_id, "transcript", t.transcript_id,
                                   t.segment.end_time, transcript_data(t)))
         clip = room.clips.get(t.segment.segment_id)
-        if clip is not None:
+        if clip is not None:  # as the audit recorder stores an evidence record
             s = t.segment
-            entries.append(AuditEntry(
-                room.room_id, "evidence", f"evidence-{s.segment_id}", s.end_time,
-                {"segment_id": s.segment_id, "speaker_id": s.speaker_id,
-                 "start": s.start_offset_s, "end": s.end_offset_s, "sample_rate": 16000,
-                 "format": "wav"}, clip))
+            alert_ids = [a.alert_id for a in room.alerts
+                         if a.transcript.segment.segment_id == s.segment_id]
+            metadata = evidence_metadata(s, alert_ids=alert_ids,
+                                         sha256=hashlib.sha256(clip).hexdigest())
+            entries.append(AuditEntry(room.room_id, "evidence", s.segment_id, s.end_time,
+                                      metadata, clip))
     return entries
