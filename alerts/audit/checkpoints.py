@@ -39,6 +39,7 @@ __all__ = [
     "KeyFileError",
     "SigningKey",
     "key_id_of",
+    "purge_signature_ok",
     "verify_checkpoint",
     "verify_signature",
 ]
@@ -177,3 +178,14 @@ def verify_checkpoint(checkpoint: Checkpoint, public_key_hex: str) -> bool:
         return False
     return verify_signature(public_key_hex, CHECKPOINT_TAG, checkpoint.payload(),
                             checkpoint.signature)
+
+
+def purge_signature_ok(data: Mapping[str, Any], public_keys: Mapping[str, str]) -> bool:
+    """True when a ``purge`` entry's data carries a valid signature (over every other field,
+    under :data:`PURGE_TAG`) by one of ``public_keys`` (``key_id -> public key hex``)."""
+    signature, key_id = data.get("signature"), data.get("key_id")
+    public = public_keys.get(key_id) if isinstance(key_id, str) else None
+    if not isinstance(signature, str) or public is None:
+        return False
+    payload = {k: v for k, v in data.items() if k != "signature"}
+    return verify_signature(public, PURGE_TAG, payload, signature)

@@ -28,12 +28,13 @@ class AuditSettings(BaseModel):
     """Where the log lives. ``sqlite:///abs/path.db`` (embedded, WAL, fsync on every commit;
     default ``~/.local/share/roomwarden/audit.db``) or ``postgresql://user@host/db``
     (production; needs ``psycopg[binary]``)."""
-    key_path: Path = Field(default_factory=default_key_path)
+    key_path: Path | None = None
     """Ed25519 private key (PKCS#8 PEM) that signs checkpoints, purge records and export
-    manifests; created with mode 0600 on first use. Its key id (first 16 hex of sha256 of the
-    public key) is printed by ``roomwarden audit checkpoint`` and written in every export: give
-    it to auditors so they can pin it (``roomwarden verify --key-id``). Back it up: a lost key
-    means new checkpoints under a new id."""
+    manifests; created with mode 0600 on first use. Unset: beside a SQLite store
+    (``<db>.key.pem``), else ``~/.local/share/roomwarden/audit-ed25519.pem``. Its key id (first
+    16 hex of sha256 of the raw public key) is printed by ``roomwarden audit checkpoint`` and
+    written in every export: give it to auditors so they can pin it (``roomwarden verify
+    --key-id``). Back it up: a lost key means new checkpoints under a new id."""
     retention_days: float = Field(default=180, gt=0)
     """Entries recorded longer ago than this are purged (``roomwarden audit purge``), leaving a
     signed ``purge`` record of what went. 180 days: China's Cybersecurity Law art. 21 asks for

@@ -24,7 +24,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.audit.checkpoints import Checkpoint, SigningKey, verify_checkpoint
+from alerts.audit.checkpoints import (
+    Checkpoint,
+    SigningKey,
+    purge_signature_ok,
+    verify_checkpoint,
+)
 from alerts.audit.entries import (
     WRITER_KINDS,
     AuditEntry,
@@ -343,6 +348,7 @@ class AuditStore:
         keys = self.public_keys()
         heads = {state.anchor_seq - 1: state.anchor_hash}
         prev, expected, walked = state.anchor_hash, state.anchor_seq, 0
+        anchor_explained = state.anchor_seq == 0 and state.anchor_hash == genesis_hash(room_id)
 
         def bad(problem: str, seq: int | None) -> ChainReport:
             return ChainReport(room_id, False, walked, 0, problem, seq)
@@ -360,11 +366,22 @@ class AuditStore:
                 if blob is not None and sha256_hex(blob) != entry.blob_sha256:
                     return bad(f"seq {entry.seq}: evidence blob does not match its sha256",
                                entry.seq)
+            if entry.kind == "purge":
+                if not purge_signature_ok(entry.data, keys):
+                    return bad(f"seq {entry.seq}: purge record signature does not verify",
+                               entry.seq)
+                purged = entry.data.get("purged") or {}
+                if (purged.get("last_seq"), purged.get("last_hash")) == (
+                        state.anchor_seq - 1, state.anchor_hash):
+                    anchor_explained = True
             prev, expected, walked = entry.entry_hash, expected + 1, walked + 1
             heads[entry.seq] = entry.entry_hash
         if expected != state.next_seq or prev != state.head_hash:
             return bad(f"room head says seq {state.next_seq - 1}, chain ends at {expected - 1}",
                        expected)
+        if not anchor_explained:
+            return bad(f"chain starts at seq {state.anchor_seq} but no signed purge record "
+                       f"names what went before it", state.anchor_seq)
         checked = 0
         for checkpoint in self.checkpoints(room_id, min_seq=state.anchor_seq - 1):
             public = keys.get(checkpoint.key_id)
