@@ -9,6 +9,7 @@ evidence clip (real recorded speech), dismisses it -- and the review is on Kafka
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import time
@@ -26,6 +27,7 @@ from alerts.envelope import alert_record, decode_record
 from alerts.escalation_record import escalation_record
 from alerts.publisher import KafkaPublisher, PublisherParams
 from policy.engine import PolicyEngine
+from policy.frames import Alert, MatchSpan
 from policy.rules import RulePack, default_pack_path
 from roomwarden.broker import create_topics
 from tests.console_room import audit_entries, sample_room
@@ -51,6 +53,16 @@ def _playwright() -> Any:
         pytest.skip("playwright is not installed (pip install playwright; the system "
                     "Chromium is used, `playwright install` is not needed)")
     return async_playwright
+
+
+def hostile_alert(alert: Alert) -> Alert:
+    """An alert whose transcript carries HTML (someone said it, or a display name did)."""
+    text = '<img src=x onerror="window.__pwned=1"> shut up loser'
+    transcript = dataclasses.replace(alert.transcript, text=text,
+                                     transcript_id="f" * 32)
+    start = text.index("shut up loser")
+    return dataclasses.replace(alert, transcript=transcript, alert_id=str(uuid.uuid4()),
+                               match=MatchSpan(start, start + 13, "shut up loser"))
 
 
 async def test_operator_sees_a_live_alert_plays_its_clip_and_dismisses_it(
@@ -170,6 +182,16 @@ async def test_operator_sees_a_live_alert_plays_its_clip_and_dismisses_it(
                     await page.screenshot(path=str(shot))
                     (ROOT / "docs").mkdir(exist_ok=True)
                     shutil.copyfile(shot, ROOT / "docs" / "console.png")
+                # What a room says is text, never markup: a transcript carrying HTML shows as
+                # written and runs nothing (the page uses textContent; CSP forbids inline code).
+                hostile = hostile_alert(the_alert)
+                await publish([alert_record(hostile, source="/roomwarden/t",
+                                            topic=topics.alerts)])
+                cell = page.locator(f'tr[data-alert-id="{hostile.alert_id}"] td.text')
+                await cell.wait_for(timeout=15_000)
+                assert "<img src=x onerror=" in await cell.inner_text()
+                assert await page.locator("#alerts img").count() == 0
+                assert await page.evaluate("window.__pwned === undefined")
                 assert outside == []  # the page only ever talked to the console
             finally:
                 await browser.close()
