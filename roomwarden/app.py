@@ -257,7 +257,7 @@ async def running_pipeline(
         metrics=metrics,
         source=f"/roomwarden/{settings.instance}",
         topics=Topics(settings.kafka.alerts_topic, settings.kafka.transcripts_topic,
-                      settings.kafka.gaps_topic),
+                      settings.kafka.gaps_topic, settings.kafka.evidence_topic),
         segment_queue=settings.pipeline.segment_queue,
         transcript_queue=settings.pipeline.transcript_queue,
         segment_backlog_s=settings.pipeline.segment_backlog_s,

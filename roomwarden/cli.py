@@ -26,6 +26,7 @@ from roomwarden.cli_model import model_app
 from roomwarden.cli_room import room_app
 from roomwarden.cli_webhooks import webhooks_app
 from roomwarden.cli_worker import worker_app
+from roomwarden.cli_worker_audit import audit as worker_audit
 from roomwarden.logs import configure_logging
 from roomwarden.settings import ConfigFileError, Settings, load_settings
 
@@ -138,6 +139,7 @@ def moderate(
 
 app.add_typer(room_app, name="room")
 app.add_typer(model_app, name="model")
+worker_app.command()(worker_audit)
 app.add_typer(worker_app, name="worker")
 app.add_typer(webhooks_app, name="webhooks")
 

@@ -4,21 +4,14 @@
                             [--group-id G]
 
 Follows kafka.transcripts_topic, kafka.alerts_topic, kafka.gaps_topic, kafka.escalations_topic,
-audit_worker.reviews_topic and audit_worker.evidence_topic in a consumer group and appends every
+kafka.reviews_topic and kafka.evidence_topic in a consumer group and appends every
 record to the audit store (``audit.url``, signing key ``audit.key_path``), one transaction per
 poll, committing offsets only after the store has them. Records that are not what their topic
 carries go to audit_worker.dlq_topic with a reason. SIGTERM or SIGINT: finish the poll in flight
 (stored and committed), exit 0.
 
-Registered next to ``worker asr`` / ``worker policy`` in :mod:`roomwarden.cli_worker`::
-
-    from roomwarden.cli_worker_audit import audit
-    worker_app.command()(audit)
-
-Until :class:`~roomwarden.settings.Settings` has the ``audit`` and ``audit_worker`` sections,
-they are read from the same environment variables (``ROOMWARDEN_AUDIT__*``,
-``ROOMWARDEN_AUDIT_WORKER__*``) by :class:`_AuditEnv`. Also runnable on its own:
-``python -m roomwarden.cli_worker_audit [options]``.
+Registered next to ``worker asr`` / ``worker policy`` in :mod:`roomwarden.cli`. Also runnable
+on its own: ``python -m roomwarden.cli_worker_audit [options]``.
 """
 
 from __future__ import annotations
@@ -30,12 +23,10 @@ from typing import Annotated, Any
 
 import structlog
 import typer
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.audit.settings import AuditSettings
 from roomwarden.cli_worker import ConfigOpt, GroupIdOpt, MetricsPortOpt, _override, _settings
-from roomwarden.settings import Settings
-from roomwarden.worker_audit import AuditWorkerSettings
+from roomwarden.settings import AuditWorkerSettings, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -45,26 +36,9 @@ KeyOpt = Annotated[Path | None, typer.Option(
     "--key", help="Ed25519 signing key file (audit.key_path); created 0600 when missing.")]
 
 
-class _AuditEnv(BaseSettings):
-    """The ``audit`` / ``audit_worker`` sections from the environment, while the main
-    :class:`~roomwarden.settings.Settings` does not carry them yet."""
-
-    model_config = SettingsConfigDict(env_prefix="ROOMWARDEN_", env_nested_delimiter="__",
-                                      extra="ignore")
-
-    audit: AuditSettings = AuditSettings()
-    audit_worker: AuditWorkerSettings = AuditWorkerSettings()
-
-
 def audit_sections(settings: Settings) -> tuple[AuditSettings, AuditWorkerSettings]:
-    """``settings.audit`` and ``settings.audit_worker`` (from the environment if absent)."""
-    audit_settings = getattr(settings, "audit", None)
-    worker_settings = getattr(settings, "audit_worker", None)
-    if audit_settings is None or worker_settings is None:
-        env = _AuditEnv()
-        audit_settings = audit_settings or env.audit
-        worker_settings = worker_settings or env.audit_worker
-    return audit_settings, worker_settings
+    """``settings.audit`` and ``settings.audit_worker``."""
+    return settings.audit, settings.audit_worker
 
 
 def audit(config: ConfigOpt = None, store: StoreOpt = None, key: KeyOpt = None,
@@ -76,7 +50,7 @@ def audit(config: ConfigOpt = None, store: StoreOpt = None, key: KeyOpt = None,
     everything acknowledged on Kafka is in the log after a crash. Bad records go to
     audit_worker.dlq_topic."""
     settings = _settings(config)
-    audit_settings, worker_settings = audit_sections(settings)
+    audit_settings, worker_settings = settings.audit, settings.audit_worker
     _override(worker_settings, metrics_port, group_id)
     if store is not None:
         audit_settings.url = store

@@ -17,6 +17,7 @@ from typing import Protocol
 import structlog
 
 from alerts.envelope import KafkaRecord, alert_record, gap_record, transcript_record
+from alerts.evidence_record import BadEvidence, evidence_record
 from asr.backlog import SegmentBacklog, unheard_gap
 from asr.frames import Transcript
 from asr.recognizer import SpeechRecognizer
@@ -62,6 +63,8 @@ class Topics:
     alerts: str = "roomwarden.alerts.v1"
     transcripts: str = "roomwarden.transcripts.v1"
     gaps: str = "roomwarden.gaps.v1"
+    evidence: str | None = "roomwarden.evidence.v1"
+    """The audio of each segment that raised alerts, for the audit log; ``None``: not sent."""
 
 
 class Pipeline:
@@ -247,9 +250,23 @@ class Pipeline:
                         category=alert.category, rule_id=alert.rule_id, alert_id=alert.alert_id)
             await self._send(alert_record(alert, source=self._source, topic=self._topics.alerts),
                              alert)
+        if alerts and self._topics.evidence:
+            await self._send_evidence(transcript, alerts, self._topics.evidence)
         if alerts and self._escalations is not None:
             for escalation in await self._escalations.handle(alerts):
                 self._metrics.escalations.labels(action=escalation.action).inc()
+
+    async def _send_evidence(self, transcript: Transcript, alerts: list[Alert],
+                             topic: str) -> None:
+        """The flagged speech itself, for the audit log (``roomwarden worker audit``)."""
+        try:
+            record = evidence_record(transcript.segment, alert_ids=[a.alert_id for a in alerts],
+                                     source=self._source, topic=topic)
+        except BadEvidence as exc:  # no audio, or a clip over Kafka's 1 MB message
+            log.warning("evidence_not_kept", segment_id=transcript.segment.segment_id,
+                        reason=exc.reason, detail=exc.detail)
+            return
+        await self._send(record, None)
 
     async def _send(self, record: KafkaRecord, alert: Alert | None) -> None:
         if self._sink is None:

@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from alerts.audit.settings import AuditSettings
 from alerts.webhooks.settings import WebhookSettings
 
 CONFIG_ENV = "ROOMWARDEN_CONFIG"
@@ -315,6 +316,31 @@ class AsrWorkerSettings(ConsumerGroupSettings):
     """Port of the ASR worker's ``/metrics`` and ``/healthz`` (0 = any free port, logged)."""
 
 
+AUDIT_DLQ_TOPIC = "roomwarden.audit.dlq.v1"
+
+
+class AuditWorkerSettings(ConsumerGroupSettings):
+    """``roomwarden worker audit`` (``ROOMWARDEN_AUDIT_WORKER__*``): the audit recorder. It
+    follows ``kafka.transcripts_topic``, ``kafka.alerts_topic``, ``kafka.gaps_topic``,
+    ``kafka.escalations_topic``, ``kafka.reviews_topic`` and ``kafka.evidence_topic``; the store
+    is ``audit.*``."""
+
+    group_id: str = "roomwarden-audit"
+    """Consumer group of the recorders. One recorder per store is the usual deployment (a
+    second one only takes over partitions when the first dies)."""
+    dlq_topic: str = AUDIT_DLQ_TOPIC
+    """Dead-letter topic: records that are not the event their topic carries (reason
+    ``not_a_cloudevent``, ``wrong_type``, ``bad_data``, ``checksum_mismatch``, ...) or that the
+    store refused (``store_refused``), unchanged, with ``roomwarden-dlq-*`` headers."""
+    max_batch: int = Field(default=256, ge=1)
+    """Records per poll, appended in one store transaction and committed together: one disk
+    flush per poll, so larger polls append faster; a crash re-delivers at most one poll (its
+    entries are skipped as already recorded). Evidence records are up to 1 MB each, so this
+    also bounds memory: Kafka's fetch limits usually bind first."""
+    metrics_port: int = Field(default=9466, ge=0)
+    """Port of the recorder's ``/metrics`` and ``/healthz`` (0 = any free port, logged)."""
+
+
 class PolicyWorkerSettings(ConsumerGroupSettings):
     """``roomwarden worker policy`` (``ROOMWARDEN_POLICY_WORKER__*``): transcripts in (from
     ``kafka.transcripts_topic``), alerts out (to ``kafka.alerts_topic``); rules from
@@ -365,6 +391,9 @@ class Settings(BaseSettings):
     asr_worker: AsrWorkerSettings = AsrWorkerSettings()
     """``roomwarden worker asr`` (``ROOMWARDEN_ASR_WORKER__*``, TOML ``[asr_worker]``)."""
     policy_worker: PolicyWorkerSettings = PolicyWorkerSettings()
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    """The audit log (``alerts.audit``): where it lives, its signing key, retention."""
+    audit_worker: AuditWorkerSettings = AuditWorkerSettings()
     """``roomwarden worker policy`` (``ROOMWARDEN_POLICY_WORKER__*``, TOML ``[policy_worker]``)."""
     log: LogSettings = LogSettings()
 

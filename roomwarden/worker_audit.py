@@ -38,47 +38,18 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import Field
 
 from alerts.audit import AuditEntry, StoredEntry
 from alerts.audit_records import RECORDED_KINDS, BadAuditRecord, RecordedKind, audit_entry
-from alerts.console.reviews import REVIEWS_TOPIC
-from alerts.evidence_record import EVIDENCE_TOPIC
 from roomwarden.runner import RecordSink
-from roomwarden.settings import ConsumerGroupSettings, KafkaSettings
+from roomwarden.settings import AuditWorkerSettings, KafkaSettings
 from roomwarden.worker_loop import ConsumerGroupWorker, Outbox, Record, Rejection, WorkerMetrics
 
 log = structlog.get_logger(__name__)
 
-AUDIT_DLQ_TOPIC = "roomwarden.audit.dlq.v1"
 APPEND_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                   30.0)
 R = TypeVar("R")
-
-
-class AuditWorkerSettings(ConsumerGroupSettings):
-    """``roomwarden worker audit`` (``ROOMWARDEN_AUDIT_WORKER__*``): the audit recorder. It
-    follows ``kafka.transcripts_topic``, ``kafka.alerts_topic``, ``kafka.gaps_topic``,
-    ``kafka.escalations_topic`` and the two topics below; the store is ``audit.*``."""
-
-    group_id: str = "roomwarden-audit"
-    """Consumer group of the recorders. One recorder per store is the usual deployment (a
-    second one only takes over partitions when the first dies)."""
-    dlq_topic: str = AUDIT_DLQ_TOPIC
-    """Dead-letter topic: records that are not the event their topic carries (reason
-    ``not_a_cloudevent``, ``wrong_type``, ``bad_data``, ``checksum_mismatch``, ...) or that the
-    store refused (``store_refused``), unchanged, with ``roomwarden-dlq-*`` headers."""
-    reviews_topic: str = REVIEWS_TOPIC
-    """Topic of the operators' reviews (acknowledge / dismiss / escalate, from the console)."""
-    evidence_topic: str = EVIDENCE_TOPIC
-    """Topic of the evidence audio of flagged speech (``alerts.evidence_record``)."""
-    max_batch: int = Field(default=256, ge=1)
-    """Records per poll, appended in one store transaction and committed together: one disk
-    flush per poll, so larger polls append faster; a crash re-delivers at most one poll (its
-    entries are skipped as already recorded). Evidence records are up to 1 MB each, so this
-    also bounds memory: Kafka's fetch limits usually bind first."""
-    metrics_port: int = Field(default=9466, ge=0)
-    """Port of the recorder's ``/metrics`` and ``/healthz`` (0 = any free port, logged)."""
 
 
 def audit_topics(kafka: KafkaSettings, worker: AuditWorkerSettings) -> dict[str, RecordedKind]:
@@ -87,9 +58,9 @@ def audit_topics(kafka: KafkaSettings, worker: AuditWorkerSettings) -> dict[str,
     topics: dict[str, RecordedKind] = {
         kafka.transcripts_topic: "transcript",
         kafka.alerts_topic: "alert",
-        worker.evidence_topic: "evidence",
+        kafka.evidence_topic: "evidence",
         kafka.escalations_topic: "escalation",
-        worker.reviews_topic: "review",
+        kafka.reviews_topic: "review",
         kafka.gaps_topic: "gap",
     }
     if len(topics) != len(RECORDED_KINDS):

@@ -41,11 +41,12 @@ def configure(bootstrap: str, run: str, topics: dict[str, str], tmp_path: Path
     settings.kafka.alerts_topic = topics["alert"]
     settings.kafka.gaps_topic = topics["gap"]
     settings.kafka.escalations_topic = topics["escalation"]
+    settings.kafka.reviews_topic = topics["review"]
+    settings.kafka.evidence_topic = topics["evidence"]
     audit = AuditSettings(url=f"sqlite:///{tmp_path / 'audit.db'}",
                           key_path=tmp_path / "audit-key.pem", checkpoint_every_s=0.5)
     worker = AuditWorkerSettings(
-        group_id=f"wa-{run}-audit", dlq_topic=topics["dlq"], reviews_topic=topics["review"],
-        evidence_topic=topics["evidence"], max_batch=7,
+        group_id=f"wa-{run}-audit", dlq_topic=topics["dlq"], max_batch=7,
         session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=1000,
         metrics_host="127.0.0.1", metrics_port=free_port())
     return settings, audit, worker

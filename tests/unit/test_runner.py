@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from alerts.envelope import KafkaRecord, decode_record
+from alerts.evidence_record import decode_evidence
 from alerts.schemas import validate
 from asr.frames import Transcript
 from ingest.frames import SpeechSegment
@@ -70,15 +71,21 @@ async def test_segments_become_transcripts_and_alerts_on_the_sink() -> None:
     pipeline, metrics, delivered = await run_through(FakeRecognizer(script), segments, sink)
 
     by_topic: dict[str, list[dict[str, Any]]] = {}
+    evidence = []
     for rec in sink.records:
+        assert rec.key == b"room-1"
+        if rec.topic == "roomwarden.evidence.v1":
+            evidence.append(decode_evidence(rec.headers, rec.value))
+            continue
         _, data = decode_record(rec.headers, rec.value)
         by_topic.setdefault(rec.topic, []).append(data)
-        assert rec.key == b"room-1"
     assert len(by_topic["roomwarden.transcripts.v1"]) == 4  # every transcript, even rejected
     alerts = by_topic["roomwarden.alerts.v1"]
     assert [a["rule_id"] for a in alerts] == ["abuse.shut_up_loser"]
     for data in alerts:
         validate("alert", data)
+    # the flagged speech itself, once, naming its alert (the audit log keeps it as evidence)
+    assert [e.metadata["alert_ids"] for e in evidence] == [[alerts[0]["alert_id"]]]
     assert len(delivered) == 1 and isinstance(delivered[0][0], Alert)
     assert delivered[0][1] is not None and delivered[0][1] >= 0
     assert sample(metrics, "roomwarden_segments_total") == 4

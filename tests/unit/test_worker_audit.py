@@ -114,7 +114,7 @@ def test_audit_topics_follow_the_settings_and_must_be_distinct() -> None:
                       "roomwarden.escalations.v1": "escalation",
                       "roomwarden.reviews.v1": "review", "roomwarden.gaps.v1": "gap"}
     assert list(topics.values()) == list(RECORDED_KINDS)  # append order within a poll
-    worker.reviews_topic = kafka.alerts_topic
+    kafka.reviews_topic = kafka.alerts_topic
     with pytest.raises(ValueError, match="distinct"):
         audit_topics(kafka, worker)
 
@@ -299,16 +299,16 @@ async def test_with_the_real_sqlite_store_every_event_is_kept_once_and_the_chain
         rig.thread.close()
 
 
-def test_the_audit_sections_come_from_the_environment_until_settings_carry_them(
+def test_the_audit_sections_come_from_the_environment(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from roomwarden.cli_worker_audit import audit_sections
     from roomwarden.settings import Settings
 
     monkeypatch.setenv("ROOMWARDEN_AUDIT__URL", f"sqlite:///{tmp_path / 'a.db'}")
     monkeypatch.setenv("ROOMWARDEN_AUDIT__CHECKPOINT_EVERY_S", "5")
     monkeypatch.setenv("ROOMWARDEN_AUDIT_WORKER__MAX_BATCH", "9")
-    monkeypatch.setenv("ROOMWARDEN_AUDIT_WORKER__REVIEWS_TOPIC", "reviews.t")
-    audit, worker = audit_sections(Settings())
+    monkeypatch.setenv("ROOMWARDEN_KAFKA__REVIEWS_TOPIC", "reviews.t")
+    settings = Settings()
+    audit, worker = settings.audit, settings.audit_worker
     assert audit.url == f"sqlite:///{tmp_path / 'a.db'}" and audit.checkpoint_every_s == 5
-    assert (worker.max_batch, worker.reviews_topic, worker.group_id) == (
+    assert (worker.max_batch, settings.kafka.reviews_topic, worker.group_id) == (
         9, "reviews.t", "roomwarden-audit")
