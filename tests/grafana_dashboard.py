@@ -59,6 +59,7 @@ def process_registries() -> dict[str, CollectorRegistry]:
     """A fresh registry per kind of RoomWarden process, holding every metric it creates."""
     from policy.engine import PolicyEngine
     from policy.rules import RulePack, default_pack_path
+    from roomwarden.console_metrics import ConsoleMetrics
     from roomwarden.handoff import SegmentHandoff
     from roomwarden.metrics import Metrics
     from roomwarden.policy_reload import PolicyReloader
@@ -81,7 +82,8 @@ def process_registries() -> dict[str, CollectorRegistry]:
     reloader(policy.base)
     audit, _ = audit_worker_metrics()
     return {"serve": serve.registry, "asr-worker": asr.base.registry,
-            "policy-worker": policy.base.registry, "audit-worker": audit.base.registry}
+            "policy-worker": policy.base.registry, "audit-worker": audit.base.registry,
+            "console": ConsoleMetrics().registry}
 
 
 def metric_objects(registry: CollectorRegistry) -> list[MetricWrapperBase]:

@@ -1,10 +1,10 @@
 """Every dashboard query, run by a real Prometheus against RoomWarden's real metric objects.
 
-Each kind of process (serve, ASR, policy and audit workers) gets its registry served on 127.0.0.1
-by prometheus_client, with every metric moving; a Prometheus scrapes them under the job names
-of deploy/prometheus/prometheus.yml, and each query of the dashboard must come back with series
-carrying the labels its legend names. Skipped where no `prometheus` binary is installed
-(Debian: `apt-get install prometheus`).
+Each kind of process (serve, the ASR, policy and audit workers, the console) gets its registry
+served on 127.0.0.1 by prometheus_client, with every metric moving; a Prometheus scrapes them
+under the job names of deploy/prometheus/prometheus.yml, and each query of the dashboard must
+come back with series carrying the labels its legend names. Skipped where no `prometheus`
+binary is installed (Debian: `apt-get install prometheus`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus not installed"),
 ]
 JOBS = {"serve": "roomwarden-serve", "asr-worker": "roomwarden-asr-worker",
-        "policy-worker": "roomwarden-policy-worker", "audit-worker": "roomwarden-audit-worker"}
+        "policy-worker": "roomwarden-policy-worker", "audit-worker": "roomwarden-audit-worker",
+        "console": "roomwarden-console"}
 SCRAPE_S = 1
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from alerts.console.settings import ConsoleSettings
 from roomwarden.settings import (
     AsrWorkerSettings,
     HttpSettings,
@@ -44,7 +45,8 @@ COMPOSE = DEPLOY / "compose.yaml"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 PROVISIONING = DEPLOY / "grafana" / "provisioning"
 
-ROWS = ["Overview", "Ingest", "ASR", "Policy", "Kafka", "Workers", "Host webhooks", "Audit"]
+ROWS = ["Overview", "Ingest", "ASR", "Policy", "Kafka", "Workers", "Host webhooks", "Audit",
+        "Console"]
 # Labels every series has once scraped, or that histogram_quantile consumes.
 SCRAPE_LABELS = frozenset({"job", "instance", "le"})
 # The /metrics port of each RoomWarden command a compose service may run (settings defaults).
@@ -53,6 +55,7 @@ METRICS_PORTS = {
     ("worker", "asr"): AsrWorkerSettings().metrics_port,
     ("worker", "policy"): PolicyWorkerSettings().metrics_port,
     ("worker", "audit"): AuditWorkerSettings().metrics_port,
+    ("console",): ConsoleSettings().port,
 }
 
 
@@ -281,7 +284,8 @@ def scrape_targets() -> dict[str, set[tuple[str, int]]]:
 
 def test_prometheus_scrapes_every_roomwarden_process(compose: dict[str, Any]) -> None:
     services = roomwarden_services(compose)
-    assert {"roomwarden", "asr-worker", "policy-worker", "audit-worker"} <= set(services)
+    assert {"roomwarden", "asr-worker", "policy-worker", "audit-worker", "console"} <= \
+        set(services)
     jobs = scrape_targets()
     for name, command in services.items():
         assert command in METRICS_PORTS, f"{name}: which /metrics port does {command} use?"
