@@ -63,6 +63,7 @@ def process_registries() -> dict[str, CollectorRegistry]:
     from roomwarden.handoff import SegmentHandoff
     from roomwarden.metrics import Metrics
     from roomwarden.policy_reload import PolicyReloader
+    from roomwarden.webhook_metrics import WebhookMetrics
     from roomwarden.worker_asr import asr_worker_metrics
     from roomwarden.worker_audit import audit_worker_metrics
     from roomwarden.worker_policy import policy_worker_metrics
@@ -80,6 +81,8 @@ def process_registries() -> dict[str, CollectorRegistry]:
     asr = asr_worker_metrics()
     policy = policy_worker_metrics()
     reloader(policy.base)
+    for escalating in (serve, policy.base):  # host warnings: serve local, worker policy else
+        WebhookMetrics(escalating.registry)
     audit, _ = audit_worker_metrics()
     return {"serve": serve.registry, "asr-worker": asr.base.registry,
             "policy-worker": policy.base.registry, "audit-worker": audit.base.registry,

@@ -20,11 +20,11 @@ import yaml
 from alerts.console.settings import ConsoleSettings
 from roomwarden.settings import (
     AsrWorkerSettings,
+    AuditWorkerSettings,
     HttpSettings,
     KafkaSettings,
     PolicyWorkerSettings,
 )
-from roomwarden.worker_audit import AuditWorkerSettings
 from tests.grafana_dashboard import (
     DASHBOARD,
     DEPLOY,
