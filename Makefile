@@ -24,9 +24,10 @@ demo: venv
 	$(BIN)/roomwarden demo
 
 # System packages the real-media-server tests need: Janus, and for the browser-speaker test
-# headless Chromium with Debian's janus.js and adapter.js. Installed where we are root (CI is),
+# headless Chromium with Debian's janus.js and adapter.js; Prometheus runs every Grafana dashboard
+# query against the real metrics. Installed where we are root (CI is),
 # only those missing, after one `apt-get update`; elsewhere those tests skip and say why.
-SYSTEM_PKGS := janus chromium libjs-janus-gateway libjs-webrtc-adapter
+SYSTEM_PKGS := janus chromium libjs-janus-gateway libjs-webrtc-adapter prometheus
 system-deps:
 	@if [ "$$(id -u)" = 0 ]; then \
 	  missing=""; \
