@@ -115,4 +115,9 @@ def build_console(*, store: FakeStore | None = None, sink: AckingSink | None = N
     return console, feed
 
 
+async def login(client: Any, token: str) -> Any:
+    """POST the token to ``/api/login`` with an aiohttp test client (keeps the cookie)."""
+    return await client.post("/api/login", json={"token": token})
+
+
 __all__ = ["EVENT_T0", "AckingSink", "FakeStore", "build_console", "make_console_app"]
