@@ -8,6 +8,9 @@ chain (:mod:`alerts.audit.entries` defines the hashing); :class:`AuditStore` kee
 
     store = open_store("sqlite:////var/lib/roomwarden/audit.db")
     store.append([AuditEntry("room-1", "alert", alert_id, occurred_at, data)])
+    bundle = build_bundle(store, "room-1", since=t0, until=t1, fmt="csv")
+    bundle.write(Path("export.tar.gz"))      # or bundle.tar_bytes() for an HTTP download
+    verify_bundle(Path("export.tar.gz")).ok  # or verify_files(bundle.files)
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from alerts.audit.entries import (
     AuditKind,
     StoredEntry,
 )
+from alerts.audit.export import Bundle, build_bundle, export_room
 from alerts.audit.settings import AuditSettings, default_key_path
 from alerts.audit.store import AuditStore, ChainReport, RoomState
+from alerts.audit.verify import Problem, Verification, verify_bundle, verify_files
 
 __all__ = [
     "KINDS",
@@ -34,13 +39,20 @@ __all__ = [
     "AuditKind",
     "AuditSettings",
     "AuditStore",
+    "Bundle",
     "ChainReport",
     "Checkpoint",
+    "Problem",
     "RoomState",
     "SigningKey",
     "StoredEntry",
+    "Verification",
+    "build_bundle",
+    "export_room",
     "open_store",
+    "verify_bundle",
     "verify_checkpoint",
+    "verify_files",
 ]
 
 

@@ -174,7 +174,10 @@ class Checkpoint:
 
 def verify_checkpoint(checkpoint: Checkpoint, public_key_hex: str) -> bool:
     """True when the checkpoint is signed by this key (and names its key id)."""
-    if checkpoint.key_id != key_id_of(public_key_hex):
+    try:
+        if checkpoint.key_id != key_id_of(public_key_hex):
+            return False
+    except ValueError:  # not hex
         return False
     return verify_signature(public_key_hex, CHECKPOINT_TAG, checkpoint.payload(),
                             checkpoint.signature)

@@ -25,7 +25,6 @@ by purged entries are deleted with them. A checkpoint is signed right after each
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +55,7 @@ def purge_expired(store: AuditStore, retention_days: float, *, now: float | None
     """Purge every room's entries recorded more than ``retention_days`` ago."""
     if not (retention_days > 0 and math.isfinite(retention_days)):
         raise ValueError(f"retention_days must be a positive number, got {retention_days!r}")
-    cutoff = (time.time() if now is None else now) - retention_days * DAY_S
+    cutoff = (store._clock() if now is None else now) - retention_days * DAY_S
     reports = []
     for room_id in store.rooms():
         report = purge_room(store, room_id, before=cutoff, retention_days=retention_days)
