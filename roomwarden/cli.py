@@ -22,6 +22,8 @@ import structlog
 import typer
 from pydantic import ValidationError
 
+from roomwarden.cli_audit import audit_app, export_command, verify_command
+from roomwarden.cli_console import console
 from roomwarden.cli_model import model_app
 from roomwarden.cli_room import room_app
 from roomwarden.cli_webhooks import webhooks_app
@@ -140,6 +142,10 @@ def moderate(
 app.add_typer(room_app, name="room")
 app.add_typer(model_app, name="model")
 worker_app.command()(worker_audit)
+app.command()(console)
+app.command("export")(export_command)
+app.command("verify")(verify_command)
+app.add_typer(audit_app, name="audit")
 app.add_typer(worker_app, name="worker")
 app.add_typer(webhooks_app, name="webhooks")
 

@@ -73,14 +73,12 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _audit_settings(config: Path | None) -> AuditSettings:
-    # The lead wires `audit: AuditSettings` into Settings; until then, defaults.
     from roomwarden.settings import ConfigFileError, load_settings
     try:
         settings = load_settings(config)
     except (ConfigFileError, ValueError) as exc:
         raise _fail(f"bad configuration: {exc}") from exc
-    audit = getattr(settings, "audit", None)
-    return audit if isinstance(audit, AuditSettings) else AuditSettings()
+    return settings.audit
 
 
 def _open(config: Path | None, store_url: str | None, key: Path | None

@@ -28,7 +28,6 @@ from typing import Annotated
 
 import structlog
 import typer
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.console.settings import ConsoleSettings
 from roomwarden.cli_worker import ConfigOpt, _settings
@@ -44,37 +43,19 @@ KeyOpt = Annotated[Path | None, typer.Option(
     "--key", help="The audit store's Ed25519 signing key (audit.key_path).")]
 
 
-class _ConsoleEnv(BaseSettings):
-    """The ``console`` section from the environment, while the main settings lack it."""
-
-    model_config = SettingsConfigDict(env_prefix="ROOMWARDEN_", env_nested_delimiter="__",
-                                      extra="ignore")
-
-    console: ConsoleSettings = ConsoleSettings()
-
-
-def console_section(settings: Settings) -> ConsoleSettings:
-    """``settings.console``, or the environment's ``ROOMWARDEN_CONSOLE__*``."""
-    section = getattr(settings, "console", None)
-    return section if isinstance(section, ConsoleSettings) else _ConsoleEnv().console
-
-
 def console(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None,
             store: StoreOpt = None, key: KeyOpt = None) -> None:
     """Serve the operator console: live alerts, reviews, room risk, the auditor export.
 
     Needs kafka.bootstrap_servers, console.tokens and the audit store (audit.url)."""
-    from roomwarden.cli_worker_audit import audit_sections
-
     settings = _settings(config)
-    section = console_section(settings)
+    section = settings.console
     if host is not None:
         section.host = host
     if port is not None:
         section.port = port
-    audit_settings, _ = audit_sections(settings)
-    url = store or audit_settings.url
-    key_path = key or audit_settings.key_path
+    url = store or settings.audit.url
+    key_path = key or settings.audit.key_path
     if not section.tokens:
         typer.echo("roomwarden: set console.tokens (ROOMWARDEN_CONSOLE__TOKENS='[{\"name\": ..., "
                    "\"role\": \"operator\", \"token_sha256\": ...}]'); the console is never open",

@@ -36,11 +36,6 @@ KeyOpt = Annotated[Path | None, typer.Option(
     "--key", help="Ed25519 signing key file (audit.key_path); created 0600 when missing.")]
 
 
-def audit_sections(settings: Settings) -> tuple[AuditSettings, AuditWorkerSettings]:
-    """``settings.audit`` and ``settings.audit_worker``."""
-    return settings.audit, settings.audit_worker
-
-
 def audit(config: ConfigOpt = None, store: StoreOpt = None, key: KeyOpt = None,
           metrics_port: MetricsPortOpt = None, group_id: GroupIdOpt = None) -> None:
     """Record transcripts, alerts, evidence, escalations, reviews and gaps from Kafka into the

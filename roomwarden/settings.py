@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from alerts.audit.settings import AuditSettings
+from alerts.console.settings import ConsoleSettings
 from alerts.webhooks.settings import WebhookSettings
 
 CONFIG_ENV = "ROOMWARDEN_CONFIG"
@@ -394,6 +395,8 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     """The audit log (``alerts.audit``): where it lives, its signing key, retention."""
     audit_worker: AuditWorkerSettings = AuditWorkerSettings()
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    """The operator console (``roomwarden console``): listen address, access tokens, sessions."""
     """``roomwarden worker policy`` (``ROOMWARDEN_POLICY_WORKER__*``, TOML ``[policy_worker]``)."""
     log: LogSettings = LogSettings()
 

@@ -11,7 +11,7 @@ import typer
 from prometheus_client import generate_latest
 from typer.testing import CliRunner
 
-from roomwarden.cli_console import console, console_section
+from roomwarden.cli_console import console
 from roomwarden.console_metrics import ConsoleMetrics
 from roomwarden.settings import Settings
 
@@ -41,7 +41,7 @@ def test_console_section_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     tokens = [{"name": "ana", "role": "operator", "token_sha256": "a" * 64}]
     monkeypatch.setenv("ROOMWARDEN_CONSOLE__TOKENS", json.dumps(tokens))
     monkeypatch.setenv("ROOMWARDEN_CONSOLE__PORT", "9999")
-    section = console_section(Settings())
+    section = Settings().console
     assert section.port == 9999 and [t.name for t in section.tokens] == ["ana"]
 
 
