@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,16 @@ class Console:
         if self.auth.principal(request) is None:
             raise web.HTTPFound("/")
         return web.FileResponse(STATIC_DIR / "console.html")
+
+    async def alert_link(self, request: web.Request) -> web.StreamResponse:
+        """``/alerts/<id>``, the link in host-warning webhooks: the console with that alert
+        open (after login: the fragment survives the redirects)."""
+        alert_id = request.match_info["alert_id"]
+        try:
+            alert_id = str(uuid.UUID(alert_id))
+        except ValueError:
+            raise web.HTTPNotFound(text=f"not an alert id: {alert_id[:64]!r}") from None
+        raise web.HTTPFound(f"/console#alert={alert_id}")
 
     async def me(self, request: web.Request) -> web.Response:
         principal = self.auth.require(request)
@@ -288,6 +299,7 @@ def make_console_app(console: Console) -> web.Application:
     r = app.router
     r.add_get("/", console.login_page)
     r.add_get("/console", console.console_page)
+    r.add_get("/alerts/{alert_id}", console.alert_link)
     r.add_static("/static", STATIC_DIR, show_index=False, follow_symlinks=False)
     r.add_post("/api/login", console.auth.login)
     r.add_post("/api/logout", console.auth.logout)

@@ -305,3 +305,11 @@ def test_the_page_never_parses_room_text_as_html() -> None:
     for page in static.glob("*.html"):
         text = page.read_text()
         assert "<script>" not in text and "http://" not in text and "https://" not in text
+
+
+async def test_the_webhook_link_opens_the_alert_in_the_console(setup: Any) -> None:
+    client = setup[0]
+    alert_id = "9cccaecb-f74d-51ab-821b-5f7c6658cf18"
+    link = await client.get(f"/alerts/{alert_id}", allow_redirects=False)
+    assert link.status == 302 and link.headers["Location"] == f"/console#alert={alert_id}"
+    assert (await client.get("/alerts/<script>", allow_redirects=False)).status == 404

@@ -344,6 +344,9 @@ async function main() {
   updateCount();
   connect();
   setInterval(loadRisk, 10000);  // decay keeps going between escalations
+  // /alerts/<id> (the link in a host warning) lands here as #alert=<id>
+  const linked = /^#alert=([0-9a-f-]{36})$/.exec(location.hash);
+  if (linked) openAlert(linked[1]);
 }
 
 main();

@@ -14,7 +14,7 @@ document.getElementById("login-form").addEventListener("submit", async (event) =
       body: JSON.stringify({token: document.getElementById("token").value}),
     });
     if (response.ok) {
-      location.assign("/console");
+      location.assign("/console" + (/^#alert=[0-9a-f-]{36}$/.test(location.hash) ? location.hash : ""));
       return;
     }
     error.textContent = response.status === 401 ? "Wrong token." : `Login failed (${response.status}).`;
