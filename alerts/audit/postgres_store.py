@@ -46,7 +46,7 @@ class PostgresAuditStore(AuditStore):
         self._conn: Any = psycopg.connect(url, autocommit=True,
                                           connect_timeout=max(1, int(connect_timeout_s)))
         with self._write() as tx:
-            tx.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
+            tx.execute("SELECT pg_advisory_xact_lock(?::bigint)", (SCHEMA_LOCK,))
             for statement in DDL:
                 tx.execute(statement.format(blob="BYTEA"))
         self._init()

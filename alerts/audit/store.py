@@ -100,6 +100,12 @@ class Tx:
         self._cursor.execute(sql, tuple(params))
         return self
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Tx:
+        if self._placeholder != "?":
+            sql = sql.replace("?", self._placeholder)
+        self._cursor.executemany(sql, [tuple(row) for row in rows])
+        return self
+
     def one(self) -> Row | None:
         row: Row | None = self._cursor.fetchone()
         return row
@@ -160,18 +166,16 @@ class AuditStore:
 
     def _append_in(self, tx: Tx, pending: Sequence[_Pending], recorded_at: float
                    ) -> list[StoredEntry]:
-        seen: set[tuple[str, str]] = set()
+        fresh: dict[tuple[str, str], _Pending] = {}
+        for item in pending:  # first occurrence in the batch wins
+            fresh.setdefault((item.entry.kind, item.entry.event_id), item)
+        for stored_key in self._existing(tx, list(fresh)):
+            del fresh[stored_key]
         rooms: dict[str, RoomState] = {}
         stored: list[StoredEntry] = []
-        for item in pending:
+        blobs: dict[str, bytes] = {}
+        for item in fresh.values():
             entry = item.entry
-            key = (entry.kind, entry.event_id)
-            if key in seen:
-                continue
-            seen.add(key)
-            if tx.execute("SELECT 1 FROM audit_entries WHERE kind = ? AND event_id = ?",
-                          key).one() is not None:
-                continue
             room = rooms.get(entry.room_id) or self._room_for_write(tx, entry.room_id)
             leaf = StoredEntry(
                 room_id=entry.room_id, seq=room.next_seq, kind=entry.kind,
@@ -179,21 +183,36 @@ class AuditStore:
                 data=item.data, blob_sha256=item.blob_sha256, prev_hash=room.head_hash,
                 entry_hash="")
             entry_hash = chain_hash(room.head_hash, leaf.leaf_hash())
-            new = StoredEntry(leaf.room_id, leaf.seq, leaf.kind, leaf.event_id,
-                              leaf.occurred_at, leaf.recorded_at, leaf.data, leaf.blob_sha256,
-                              leaf.prev_hash, entry_hash)
-            tx.execute(f"INSERT INTO audit_entries ({ENTRY_COLUMNS}) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _entry_params(new))
-            if entry.blob is not None and self.keep_evidence:
-                tx.execute("INSERT INTO audit_blobs (sha256, data) VALUES (?, ?) "
-                           "ON CONFLICT (sha256) DO NOTHING", (item.blob_sha256, entry.blob))
+            stored.append(StoredEntry(leaf.room_id, leaf.seq, leaf.kind, leaf.event_id,
+                                      leaf.occurred_at, leaf.recorded_at, leaf.data,
+                                      leaf.blob_sha256, leaf.prev_hash, entry_hash))
+            if entry.blob is not None and self.keep_evidence and item.blob_sha256:
+                blobs[item.blob_sha256] = bytes(entry.blob)
             rooms[entry.room_id] = RoomState(room.room_id, room.next_seq + 1, entry_hash,
                                              room.anchor_seq, room.anchor_hash)
-            stored.append(new)
+        if stored:
+            tx.executemany(f"INSERT INTO audit_entries ({ENTRY_COLUMNS}) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [_entry_params(new) for new in stored])
+        if blobs:
+            tx.executemany("INSERT INTO audit_blobs (sha256, data) VALUES (?, ?) "
+                           "ON CONFLICT (sha256) DO NOTHING", list(blobs.items()))
         for room in rooms.values():
             tx.execute("UPDATE audit_rooms SET next_seq = ?, head_hash = ? WHERE room_id = ?",
                        (room.next_seq, room.head_hash, room.room_id))
         return stored
+
+    @staticmethod
+    def _existing(tx: Tx, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which ``(kind, event_id)`` are already stored (one query per 200)."""
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), 200):
+            chunk = keys[start:start + 200]
+            where = " OR ".join(["(kind = ? AND event_id = ?)"] * len(chunk))
+            rows = tx.execute(f"SELECT kind, event_id FROM audit_entries WHERE {where}",
+                              [value for key in chunk for value in key]).all()
+            found.update((row[0], row[1]) for row in rows)
+        return found
 
     def _room_for_write(self, tx: Tx, room_id: str) -> RoomState:
         genesis = genesis_hash(room_id)
