@@ -46,6 +46,7 @@ __all__ = [
     "normalize_data",
     "record_line",
     "sha256_hex",
+    "strict_loads",
 ]
 
 AuditKind = Literal["transcript", "alert", "review", "gap", "escalation", "evidence", "purge"]
@@ -159,6 +160,27 @@ def normalize_data(data: Mapping[str, Any]) -> tuple[dict[str, Any], bytes]:
     encoded = canonical_json(data)
     normalized: dict[str, Any] = json.loads(encoded)
     return normalized, encoded
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} overflows a float")
+    return value
+
+
+def strict_loads(raw: bytes) -> Any:
+    """Parse untrusted JSON: UTF-8 only, no NaN/Infinity, no float overflow, bounded nesting;
+    anything else raises :class:`ValueError`."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_no_constant,
+                          parse_float=_finite_float)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
 
 
 def sha256_hex(data: bytes) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from alerts.audit.checkpoints import MANIFEST_TAG, SigningKey, verify_signature
-from alerts.audit.entries import StoredEntry, canonical_json, sha256_hex
+from alerts.audit.entries import AuditInputError, StoredEntry, canonical_json, sha256_hex
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -65,8 +65,14 @@ def flatten(value: Any, pointer: str = "") -> dict[str, Any]:
 
 def _digests(manifest: Mapping[str, Any]) -> dict[str, str]:
     body = {k: v for k, v in manifest.items() if k not in _UNDIGESTED}
-    return {pointer: sha256_hex(canonical_json(leaf))[:DIGEST_HEX]
-            for pointer, leaf in flatten(body).items()}
+    return {pointer: _digest(leaf) for pointer, leaf in flatten(body).items()}
+
+
+def _digest(leaf: Any) -> str:
+    try:
+        return sha256_hex(canonical_json(leaf))[:DIGEST_HEX]
+    except AuditInputError:  # e.g. a lone surrogate: matches no signed digest
+        return "not canonical JSON"
 
 
 def _unsigned(manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,7 +91,10 @@ def signature_ok(manifest: Mapping[str, Any]) -> bool:
     public, signature = manifest.get("public_key"), manifest.get("signature")
     if not isinstance(public, str) or not isinstance(signature, str):
         return False
-    return verify_signature(public, MANIFEST_TAG, _unsigned(manifest), signature)
+    try:
+        return verify_signature(public, MANIFEST_TAG, _unsigned(manifest), signature)
+    except AuditInputError:  # not canonical JSON, so not what was signed
+        return False
 
 
 def edited_field(manifest: Mapping[str, Any]) -> tuple[str, str]:

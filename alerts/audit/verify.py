@@ -54,6 +54,7 @@ from alerts.audit.entries import (
     entry_from_record,
     leaf_hash,
     sha256_hex,
+    strict_loads,
 )
 from alerts.audit.manifest import (
     BUNDLE_FORMAT,
@@ -138,8 +139,8 @@ def _manifest(files: Mapping[str, bytes], expect_key_id: str | None) -> dict[str
     if raw is None:
         raise _fail("manifest", "removed", "manifest.json is missing", field=MANIFEST_NAME)
     try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = strict_loads(raw)
+    except ValueError as exc:
         raise _fail("manifest", "unreadable", f"manifest.json is not JSON: {exc}") from exc
     if not isinstance(manifest, dict):
         raise _fail("manifest", "unreadable", "manifest.json is not a JSON object")
@@ -236,13 +237,14 @@ class _Line:
 
 def _parse_line(number: int, raw: bytes, room_id: str) -> _Line:
     try:
-        record = json.loads(raw.decode("utf-8"))
+        record = strict_loads(raw)
         if not isinstance(record, dict):
             raise AuditInputError("not a JSON object")
         entry = entry_from_record(record)
-    except (UnicodeDecodeError, json.JSONDecodeError, AuditInputError) as exc:
+        canonical = canonical_json(record)
+    except ValueError as exc:  # AuditInputError, JSON and UTF-8 errors included
         return _Line(number, None, False, f"unreadable ({exc})")
-    if canonical_json(record) != raw:
+    if canonical != raw:
         return _Line(number, entry, False, "not in canonical JSON form")
     if entry.room_id != room_id:
         return _Line(number, entry, False, f"belongs to room {entry.room_id!r}")

@@ -13,8 +13,12 @@ final newline; a manifest field edited, removed or added, its signature or one o
 edited, or only its layout changed; an evidence clip altered or removed; a file added; a view
 row (CSV) or cue (VTT) edited.
 
-Case count (``--hypothesis-show-statistics`` prints them): 300 + 1500 + 800 + 600 = 3,200
-examples per run.
+The verifier is the security boundary (immudb's lesson), so it is also fed forgeries re-signed
+with an attacker's own key and garbage manifests/records: it must answer, never raise, and a
+pinned key must refuse every re-signed bundle.
+
+Case count (``--hypothesis-show-statistics`` prints them): 300 + 1500 + 800 + 600 + 300 =
+3,500 examples per run.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from hypothesis import strategies as st
 from alerts.audit import AuditEntry, AuditKind, SigningKey
 from alerts.audit.entries import canonical_json, chain_hash, entry_from_record, leaf_hash
 from alerts.audit.export import build_bundle
-from alerts.audit.manifest import flatten
+from alerts.audit.manifest import flatten, sign_manifest
 from alerts.audit.sqlite_store import SqliteAuditStore
 from alerts.audit.verify import Problem, verify_files
 
@@ -382,3 +386,44 @@ def test_evidence_file_and_view_mutation_is_named(export: Export, data: st.DataO
         expect = ("evidence", "removed", owner)
     problem = failed(files)
     assert (problem.target, problem.kind, problem.seq) == expect, problem
+
+
+# -- forgeries and garbage ------------------------------------------------------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,
+                                                        allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=3),
+    max_leaves=10)
+
+
+@settings(FAST, max_examples=300)
+@given(exports(), st.data())
+def test_verifier_never_crashes_and_pinning_refuses_resigned_bundles(
+        export: Export, data: st.DataObject) -> None:
+    files = dict(export.files)
+    op = data.draw(st.sampled_from(["resign", "garbage_manifest", "garbage_json_manifest",
+                                    "garbage_records", "deep_records"]), label="op")
+    if op == "resign":  # anything changed, then signed with the attacker's own key
+        manifest = json.loads(files["manifest.json"])
+        pointer = data.draw(st.sampled_from(sorted(flatten(manifest))), label="pointer")
+        parent, key = _parent_and_key(manifest, pointer)
+        parent[key] = data.draw(json_values, label="value")
+        attacker = SigningKey(Ed25519PrivateKey.generate())
+        manifest.update(key_id=attacker.key_id, public_key=attacker.public_key_hex)
+        files["manifest.json"] = manifest_bytes(sign_manifest(manifest, attacker))
+        verify_files(files)  # answers, whatever it finds
+        pinned = verify_files(files, expect_key_id=export.manifest["key_id"])
+        assert not pinned.ok
+        return
+    if op == "garbage_manifest":
+        files["manifest.json"] = data.draw(st.binary(max_size=64), label="bytes")
+    elif op == "garbage_json_manifest":
+        files["manifest.json"] = json.dumps(data.draw(json_values, label="json")).encode()
+    elif op == "garbage_records":
+        files["records.jsonl"] = data.draw(st.binary(max_size=200), label="bytes")
+    else:
+        files["records.jsonl"] = b"[" * 100_000 + b"\n" + b'{"v":1e400}\n' + b"NaN\n"
+    result = verify_files(files)
+    assert not result.ok and result.problem is not None
