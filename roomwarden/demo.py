@@ -3,8 +3,11 @@
 Starts the embedded Kafka-protocol broker (unless one is configured), the pipeline and the WHIP
 endpoint on 127.0.0.1, then plays the sample room's three speakers over real WebRTC at real-time
 pace, prints each alert the moment Kafka acknowledges it, reads the alerts back from the topic
-and checks them against the room's script. Exit status 0 means every expected alert arrived
-exactly once and nothing else did.
+and checks them against the room's script. Meanwhile the audit recorder (the same code as
+``roomwarden worker audit``) writes every transcript, alert, escalation and evidence clip into the
+audit log (``audit.url``); at the end the demo checks that every alert is in it, that the room's
+hash chain verifies, and prints the command that exports it for an auditor. Exit status 0 means
+every expected alert arrived exactly once, nothing else did, and the audit log has them all.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from alerts.envelope import decode_record
 from ingest.whip_client import publish_file
 from policy.frames import Alert
 from roomwarden.app import running_pipeline, serving
-from roomwarden.broker import LocalBroker
+from roomwarden.broker import LocalBroker, create_topics
 from roomwarden.readback import end_offsets, read_records
 from roomwarden.sample_room import check_alerts, load_sample_room, observed_from_events
 from roomwarden.settings import Settings
@@ -54,6 +57,8 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
         token = secrets.token_urlsafe(16)
         settings.http.whip_token = SecretStr(token)
         since = await end_offsets(bootstrap, settings.kafka.alerts_topic)
+        recorder_stop = asyncio.Event()
+        recorder = await _start_recorder(settings, recorder_stop)
 
         def print_alert(alert: Alert, latency: float | None) -> None:
             seg = alert.transcript.segment
@@ -76,6 +81,10 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
         print(f"room finished after {time.monotonic() - t0:.1f} s; reading alerts back "
               f"from {settings.kafka.alerts_topic} ...", file=out, flush=True)
         records = await read_records(bootstrap, settings.kafka.alerts_topic, since)
+        alert_ids = [str(decode_record(list(r.headers), r.value)[1]["alert_id"])
+                     for r in records]
+        audited = await _audit_summary(settings, room.room_id, alert_ids, recorder,
+                                       recorder_stop, out)
 
     # Only this run's alerts: the start offsets may be short of the true end on Tansu (see
     # readback), so an earlier run's last alerts could otherwise be read again.
@@ -97,5 +106,60 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
     for obs in check.duplicates:
         print(f"  DUPLICATE {obs.speaker} {_clock(obs.start_s)} {obs.category} {obs.rule_id}",
               file=out)
-    print("demo " + ("passed" if check.ok else "FAILED"), file=out, flush=True)
-    return 0 if check.ok else 1
+    ok = check.ok and audited
+    print("demo " + ("passed" if ok else "FAILED"), file=out, flush=True)
+    return 0 if ok else 1
+
+
+async def _start_recorder(settings: Settings, stop: asyncio.Event) -> asyncio.Task[int]:
+    """The audit recorder as a task (its topics created first: a consumer subscribing to a
+    topic that does not exist yet would not see it for minutes on the embedded broker)."""
+    from roomwarden.cli_worker_audit import run_audit_worker
+    from roomwarden.worker_audit import audit_topics
+
+    assert settings.kafka.bootstrap_servers
+    await create_topics(settings.kafka.bootstrap_servers,
+                        audit_topics(settings.kafka, settings.audit_worker))
+    settings.audit_worker.metrics_host, settings.audit_worker.metrics_port = "127.0.0.1", 0
+    return asyncio.create_task(
+        run_audit_worker(settings, settings.audit, settings.audit_worker, stop))
+
+
+async def _audit_summary(settings: Settings, room_id: str, alert_ids: list[str],
+                         recorder: asyncio.Task[int], stop: asyncio.Event, out: TextIO,
+                         timeout_s: float = 60.0) -> bool:
+    """Wait until the recorder has every alert, stop it, check the room's chain, print."""
+    from alerts.audit import open_store
+
+    def recorded() -> int:
+        with open_store(settings.audit.url, key_path=settings.audit.key_path) as store:
+            return sum(store.find("alert", a) is not None for a in alert_ids)
+
+    deadline = time.monotonic() + timeout_s
+    while (have := await asyncio.to_thread(recorded)) < len(alert_ids):
+        if recorder.done() or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    stop.set()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(recorder, 30)
+
+    def summary() -> tuple[dict[str, int], bool, str, str]:
+        with open_store(settings.audit.url, key_path=settings.audit.key_path) as store:
+            kinds: dict[str, int] = {}
+            for entry in store.entries(room_id):
+                kinds[entry.kind] = kinds.get(entry.kind, 0) + 1
+            report = store.verify_room(room_id)
+            checkpoint = store.checkpoint(room_id)
+            return kinds, report.ok, report.problem or "", checkpoint.key_id
+
+    kinds, chain_ok, problem, key_id = await asyncio.to_thread(summary)
+    ok = have == len(alert_ids) and chain_ok
+    print(f"\naudit log {settings.audit.url}: room {room_id} holds "
+          + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+          + f"; {have}/{len(alert_ids)} alerts of this run recorded; hash chain "
+          + ("verifies" if chain_ok else f"BROKEN ({problem})")
+          + f"; checkpoint signed by key {key_id}", file=out)
+    print(f"  export for an auditor:  roomwarden export --room {room_id} -o bundle && "
+          "roomwarden verify bundle", file=out, flush=True)
+    return ok
