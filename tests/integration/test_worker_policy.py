@@ -47,6 +47,20 @@ def transcripts(run: str) -> list[tuple[Transcript, int]]:
     return out
 
 
+def worker_settings(bootstrap: str, instance: str, topics: dict[str, str]) -> Settings:
+    """A policy worker on the test broker: its own group, topics and a free metrics port."""
+    settings = Settings()
+    settings.instance = instance
+    settings.kafka.bootstrap_servers = bootstrap
+    settings.kafka.transcripts_topic = topics["transcripts"]
+    settings.kafka.alerts_topic = topics["alerts"]
+    w = settings.policy_worker
+    w.group_id, w.dlq_topic, w.max_batch = f"{instance}-policy", topics["dlq"], 5
+    w.session_timeout_ms, w.heartbeat_interval_ms = SESSION_TIMEOUT_MS, 1000
+    w.metrics_host, w.metrics_port = "127.0.0.1", 0
+    return settings
+
+
 async def test_policy_worker_turns_transcripts_into_alerts_and_dead_letters_bad_ones(
         kafka_broker: str) -> None:
     run = uuid.uuid4().hex[:8]
@@ -73,15 +87,8 @@ async def test_policy_worker_turns_transcripts_into_alerts_and_dead_letters_bad_
     ends = {p: max(o for q, o in where if q == p) + 1 for p, _ in where}
     bad_at = {where[records.index(r)]: reason for r, reason in bad}
 
-    settings = Settings()
-    settings.instance = f"wp-{run}"
-    settings.kafka.bootstrap_servers = kafka_broker
-    settings.kafka.transcripts_topic = topics["transcripts"]
-    settings.kafka.alerts_topic = topics["alerts"]
+    settings = worker_settings(kafka_broker, f"wp-{run}", topics)
     w = settings.policy_worker
-    w.group_id, w.dlq_topic, w.max_batch = f"wp-{run}-policy", topics["dlq"], 5
-    w.session_timeout_ms, w.heartbeat_interval_ms = SESSION_TIMEOUT_MS, 1000
-    w.metrics_host, w.metrics_port = "127.0.0.1", 0
     stop = asyncio.Event()
     t0 = time.monotonic()
     async with TopicWatcher(kafka_broker, topics["alerts"]) as alerts, \
@@ -140,16 +147,9 @@ async def test_policy_worker_escalates_a_rant_like_the_pure_ladder(kafka_broker:
                for t in rant]
     where = await produce(kafka_broker, records)
     ends = {p: max(o for q, o in where if q == p) + 1 for p, _ in where}
-    settings = Settings()
-    settings.instance = f"we-{run}"
-    settings.kafka.bootstrap_servers = kafka_broker
-    settings.kafka.transcripts_topic = topics["transcripts"]
-    settings.kafka.alerts_topic = topics["alerts"]
+    settings = worker_settings(kafka_broker, f"we-{run}", topics)
     settings.kafka.escalations_topic = topics["escalations"]
     w = settings.policy_worker
-    w.group_id, w.dlq_topic, w.max_batch = f"we-{run}-policy", topics["dlq"], 5
-    w.session_timeout_ms, w.heartbeat_interval_ms = SESSION_TIMEOUT_MS, 1000
-    w.metrics_host, w.metrics_port = "127.0.0.1", 0
     stop = asyncio.Event()
     async with TopicWatcher(kafka_broker, topics["escalations"]) as escalations:
         worker = asyncio.create_task(run_policy_worker(settings, stop))
