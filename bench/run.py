@@ -57,9 +57,10 @@ def commit() -> str:
 
 SUITES = ("asr", "batching", "latency", "ingest", "policy")
 ON_REQUEST_SUITES = ("accuracy",)  # not in "all": minutes of decoding; section kept when not run
-KEPT_SECTIONS = ("## ASR accuracy", "## Policy classifier", "## Non-speech")
+KEPT_SECTIONS = ("## ASR accuracy", "## Policy classifier", "## Non-speech", "## Audit store")
 """Sections written by on-request benchmarks (``--suite accuracy``, ``python -m
-bench.classifier``, ``python -m bench.nonspeech``): ``all`` keeps them as they are."""
+bench.classifier``, ``python -m bench.nonspeech``, ``python -m bench.audit_store``): ``all``
+keeps them as they are."""
 
 
 async def main(speakers: tuple[int, ...], suites: tuple[str, ...] = SUITES,
