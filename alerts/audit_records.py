@@ -26,26 +26,14 @@ and the value. Nothing is lost by refusing: the record goes to the dead-letter t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from alerts.audit import AuditEntry
-from alerts.envelope import EnvelopeError, decode_record
 from alerts.evidence_record import BadEvidence, decode_evidence
-from alerts.schemas import (
-    ALERT,
-    ESCALATION,
-    GAP,
-    REVIEW,
-    TRANSCRIPT,
-    EventSpec,
-    EventValidationError,
-    validate,
-    validate_attributes,
-)
+from alerts.record_checks import decode_checked, unix_time
+from alerts.schemas import ALERT, ESCALATION, GAP, REVIEW, TRANSCRIPT, EventSpec
 
 __all__ = [
     "RECORDED_KINDS",
@@ -126,22 +114,9 @@ def audit_entry(
                           blob=evidence.wav)
     json_kind = _JSON_KINDS[kind]
     spec = json_kind.spec
-    try:
-        attributes, data = decode_record(pairs, value if value is not None else b"")
-    except (EnvelopeError, UnicodeDecodeError) as exc:
-        raise BadAuditRecord("not_a_cloudevent", str(exc)) from exc
-    if attributes["type"] != spec.type:
-        raise BadAuditRecord("wrong_type", f"ce_type {attributes['type']!r}; this topic "
-                             f"carries {spec.type} ({kind}) events")
-    try:
-        validate_attributes(attributes)
-    except (EventValidationError, KeyError) as exc:
-        raise BadAuditRecord("bad_attributes", str(exc)) from exc
-    _check_finite(data, "")
-    try:
-        validate(spec.name, data)
-    except EventValidationError as exc:
-        raise BadAuditRecord("bad_data", str(exc)) from exc
+    attributes, data = decode_checked(
+        pairs, value, spec, reject=BadAuditRecord,
+        expected=f"this topic carries {spec.type} ({kind}) events")
     event_id = attributes["id"]
     if event_id != data[json_kind.id_field]:
         raise BadAuditRecord("inconsistent", f"ce_id {event_id!r} is not the "
@@ -152,28 +127,10 @@ def audit_entry(
                              f"is not the room_id {room_id!r}")
     _check_key(key, room_id)
     return AuditEntry(room_id=room_id, kind=kind, event_id=event_id,
-                      occurred_at=_unix(json_kind.occurred_at(data)), data=data)
+                      occurred_at=unix_time(json_kind.occurred_at(data)), data=data)
 
 
 def _check_key(key: bytes | None, room_id: str) -> None:
     if key and key != room_id.encode("utf-8"):
         raise BadAuditRecord("inconsistent", f"record key {key[:80]!r} is not the room_id "
                              f"{room_id!r}")
-
-
-def _check_finite(value: Any, path: str) -> None:
-    """Python's json reads NaN and Infinity; they pass ``minimum`` checks and have no canonical
-    JSON, so they are refused by name here."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BadAuditRecord("non_finite", f"{path or '<root>'} is {value}")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_finite(v, f"{path}/{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_finite(v, f"{path}/{i}")
-
-
-def _unix(rfc3339: str) -> float:
-    """An RFC 3339 time (format-checked by the schema) as Unix seconds."""
-    return datetime.fromisoformat(rfc3339.upper().replace("Z", "+00:00")).timestamp()

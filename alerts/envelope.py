@@ -55,9 +55,11 @@ __all__ = [
     "KafkaRecord",
     "alert_data",
     "alert_record",
+    "cloudevent_record",
     "decode_record",
     "gap_data",
     "gap_record",
+    "json_record",
     "rfc3339",
     "transcript_data",
     "transcript_record",
@@ -200,7 +202,7 @@ def alert_record(
             default: now.
     """
     when = time.time() if detected_at is None else detected_at
-    return _record(
+    return json_record(
         ALERT,
         topic=topic,
         event_id=alert.alert_id,
@@ -227,7 +229,7 @@ def transcript_record(
         produced_at: Unix time the transcript was produced (``ce_time``); default: now.
             The speech's own times are in ``data.speech``.
     """
-    return _record(
+    return json_record(
         TRANSCRIPT,
         topic=topic,
         event_id=transcript.transcript_id,
@@ -261,7 +263,7 @@ def gap_record(gap: StreamGap, *, source: str, topic: str = GAPS_TOPIC) -> Kafka
             the ingest source instead, e.g. ``janus``).
         topic: destination topic.
     """
-    return _record(GAP, topic=topic, event_id=gap.gap_id, source=source, room_id=gap.room_id,
+    return json_record(GAP, topic=topic, event_id=gap.gap_id, source=source, room_id=gap.room_id,
                    when=gap.end_time, data=gap_data(gap))
 
 
@@ -312,7 +314,7 @@ def decode_record(
     return attributes, data
 
 
-def _record(
+def json_record(
     spec: EventSpec,
     *,
     topic: str,
@@ -320,32 +322,60 @@ def _record(
     source: str,
     room_id: str,
     when: float,
-    data: dict[str, Any],
+    data: Mapping[str, Any],
 ) -> KafkaRecord:
+    """A JSON event as a binary-mode record: ``ce_time`` is ``when`` (Unix time) to the
+    millisecond, the value ``data`` as compact UTF-8 JSON (serialised here rather than by the
+    SDK: compact separators and raw UTF-8, so room text in any script stays readable)."""
+    return cloudevent_record(
+        spec, topic=topic, event_id=event_id, source=source, room_id=room_id,
+        time=_utc(when), content_type=CONTENT_TYPE,
+        value=json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def cloudevent_record(
+    spec: EventSpec,
+    *,
+    topic: str,
+    event_id: str,
+    source: str,
+    room_id: str,
+    time: datetime,
+    content_type: str,
+    value: bytes,
+    extra_headers: Iterable[tuple[str, bytes]] = (),
+) -> KafkaRecord:
+    """One RoomWarden CloudEvent as a binary-mode Kafka record (headers by the SDK's binding).
+
+    Args:
+        spec: the event's ``type`` and ``dataschema``.
+        topic: destination topic.
+        event_id: ``ce_id``.
+        source: ``ce_source``, e.g. ``/roomwarden/<instance>``.
+        room_id: the key, ``ce_partitionkey`` and ``ce_subject`` (``rooms/<room_id>``).
+        time: ``ce_time`` (aware).
+        content_type: the ``content-type`` header (``datacontenttype``).
+        value: the data, already encoded.
+        extra_headers: appended after the SDK's (e.g. the metadata header of an audio record).
+    """
     event = CloudEvent(
         {
             "specversion": "1.0",
             "id": event_id,
             "source": source,
             "type": spec.type,
-            "time": _utc(when),
+            "time": time,
             "subject": f"rooms/{room_id}",
             "dataschema": spec.dataschema,
-            "datacontenttype": CONTENT_TYPE,
+            "datacontenttype": content_type,
             "partitionkey": room_id,
         },
-        # Serialised here rather than by the SDK: compact separators and raw UTF-8 (room text in
-        # any script stays readable); the SDK passes bytes through unchanged.
-        json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        value,
     )
     message = ce_kafka.to_binary(event, _FORMAT)
-    key = message.key
-    return KafkaRecord(
-        topic=topic,
-        key=key.encode("utf-8") if isinstance(key, str) else (key or b""),
-        headers=list(message.headers.items()),
-        value=message.value,
-    )
+    return KafkaRecord(topic=topic, key=room_id.encode("utf-8"),
+                       headers=[*message.headers.items(), *extra_headers],
+                       value=bytes(message.value or b""))
 
 
 def _speech(segment: SpeechSegment) -> dict[str, Any]:

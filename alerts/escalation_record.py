@@ -8,22 +8,15 @@ escalation id (a replay yields the same id), ``ce_time`` the speech time of the 
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from typing import Any
 
-from cloudevents.core.bindings import kafka as ce_kafka
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
-
-from alerts.envelope import CONTENT_TYPE, KafkaRecord, rfc3339
+from alerts.envelope import KafkaRecord, json_record, rfc3339
 from alerts.schemas import ESCALATION, validate
 from policy.escalation import Escalation
 
 __all__ = ["ESCALATIONS_TOPIC", "escalation_data", "escalation_record"]
 
 ESCALATIONS_TOPIC = "roomwarden.escalations.v1"
-_FORMAT = JSONFormat()
 
 
 def escalation_data(escalation: Escalation) -> dict[str, Any]:
@@ -56,26 +49,6 @@ def escalation_record(escalation: Escalation, *, source: str,
     """
     data = escalation_data(escalation)
     validate(ESCALATION.name, data)
-    event = CloudEvent(
-        {
-            "specversion": "1.0",
-            "id": escalation.escalation_id,
-            "source": source,
-            "type": ESCALATION.type,
-            "time": _utc_ms(escalation.created_at),
-            "subject": f"rooms/{escalation.room_id}",
-            "dataschema": ESCALATION.dataschema,
-            "datacontenttype": CONTENT_TYPE,
-            "partitionkey": escalation.room_id,
-        },
-        json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
-    )
-    message = ce_kafka.to_binary(event, _FORMAT)
-    return KafkaRecord(topic=topic, key=escalation.room_id.encode("utf-8"),
-                       headers=list(message.headers.items()), value=bytes(message.value or b""))
-
-
-def _utc_ms(unix_time: float) -> datetime:
-    """Aware UTC datetime truncated to the millisecond (as ``created_at`` in the value)."""
-    dt = datetime.fromtimestamp(unix_time, tz=UTC)
-    return dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+    return json_record(ESCALATION, topic=topic, event_id=escalation.escalation_id,
+                       source=source, room_id=escalation.room_id, when=escalation.created_at,
+                       data=data)

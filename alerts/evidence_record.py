@@ -37,19 +37,19 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import math
 import wave
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from cloudevents.core.bindings import kafka as ce_kafka
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
-
-from alerts.envelope import KafkaRecord
+from alerts.envelope import KafkaRecord, cloudevent_record
+from alerts.record_checks import (
+    DecodeStep,
+    check_top_level_finite,
+    metadata_header_value,
+    read_audio_envelope,
+)
 from alerts.schemas import EVIDENCE, EventValidationError, validate
 from alerts.segment_record import DURATION_TOLERANCE_S
 from ingest.frames import BYTES_PER_SAMPLE, SAMPLE_RATE, SpeechSegment
@@ -89,7 +89,13 @@ BadEvidenceReason = Literal[
     "inconsistent",       # ce_id is not the segment_id; the segment ends before it starts
     "too_large",          # over MAX_EVIDENCE_BYTES (encoding side)
 ]
-_FORMAT = JSONFormat()
+_REASONS: dict[DecodeStep, BadEvidenceReason] = {
+    "not_a_cloudevent": "not_evidence",
+    "wrong_type": "not_evidence",
+    "bad_attributes": "not_evidence",  # (JSON events only: an audio record has no such step)
+    "non_finite": "non_finite",
+    "bad_data": "bad_metadata",
+}
 
 
 class BadEvidence(ValueError):
@@ -194,26 +200,11 @@ def evidence_record(
     metadata = evidence_metadata(segment, alert_ids=alert_ids,
                                  sha256=hashlib.sha256(wav).hexdigest())
     _check_metadata(metadata)
-    event = CloudEvent(
-        {
-            "specversion": "1.0",
-            "id": segment.segment_id,
-            "source": source,
-            "type": EVIDENCE.type,
-            "time": datetime.fromtimestamp(segment.end_time, tz=UTC),
-            "subject": f"rooms/{segment.room_id}",
-            "dataschema": EVIDENCE.dataschema,
-            "datacontenttype": EVIDENCE_CONTENT_TYPE,
-            "partitionkey": segment.room_id,
-        },
-        wav,
-    )
-    message = ce_kafka.to_binary(event, _FORMAT)
-    headers = list(message.headers.items())
-    headers.append((METADATA_HEADER, json.dumps(
-        metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")))
-    return KafkaRecord(topic=topic, key=segment.room_id.encode("utf-8"), headers=headers,
-                       value=bytes(message.value or b""))
+    return cloudevent_record(
+        EVIDENCE, topic=topic, event_id=segment.segment_id, source=source,
+        room_id=segment.room_id, time=datetime.fromtimestamp(segment.end_time, tz=UTC),
+        content_type=EVIDENCE_CONTENT_TYPE, value=wav,
+        extra_headers=[(METADATA_HEADER, metadata_header_value(metadata))])
 
 
 def decode_evidence(
@@ -235,16 +226,9 @@ def decode_evidence(
             (``checksum_mismatch``), not a WAV (``bad_wav``), its format (``wrong_encoding``,
             ``wrong_sample_rate``), its length (``empty_audio``, ``duration_mismatch``).
     """
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    found = {name.lower(): bytes(raw) for name, raw in pairs}
-    event_type = _text(found.get("ce_type"))
-    if event_type != EVIDENCE.type:
-        what = f"ce_type {event_type!r}" if event_type else "no ce_type header"
-        raise BadEvidence("not_evidence", f"{what}; evidence is an {EVIDENCE.type} CloudEvent")
-    event_id = _text(found.get("ce_id"))
-    if not event_id or _text(found.get("ce_specversion")) != "1.0":
-        raise BadEvidence("not_evidence", "ce_id missing or ce_specversion is not 1.0")
-    metadata = _parse_metadata(found.get(METADATA_HEADER))
+    found, event_id, metadata = read_audio_envelope(
+        headers, EVIDENCE, metadata_header=METADATA_HEADER, text=_text, reject=_reject,
+        expected=f"evidence is an {EVIDENCE.type} CloudEvent")
     _check_metadata(metadata)
     if event_id != metadata["segment_id"]:
         raise BadEvidence("inconsistent", f"ce_id {event_id!r} is not the segment_id "
@@ -271,23 +255,12 @@ def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", "replace")
 
 
-def _parse_metadata(raw: bytes | None) -> dict[str, Any]:
-    if raw is None:
-        raise BadEvidence("bad_metadata", f"no {METADATA_HEADER} header")
-    try:
-        parsed = json.loads(raw)  # reads NaN/Infinity: _check_metadata names them
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadEvidence("bad_metadata", f"{METADATA_HEADER} header is not JSON: {exc}") from exc
-    if not isinstance(parsed, dict):
-        raise BadEvidence("bad_metadata", f"{METADATA_HEADER} header is not a JSON object: "
-                          f"{raw[:80]!r}")
-    return parsed
+def _reject(step: DecodeStep, detail: str) -> BadEvidence:
+    return BadEvidence(_REASONS[step], detail)
 
 
 def _check_metadata(metadata: Mapping[str, Any]) -> None:
-    for name, v in metadata.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            raise BadEvidence("non_finite", f"{name} is {v}")
+    check_top_level_finite(metadata, _reject)
     try:
         validate(EVIDENCE.name, metadata)
     except EventValidationError as exc:

@@ -31,18 +31,18 @@ end-to-end latency stays measurable across the hop (to the accuracy of the hosts
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from cloudevents.core.bindings import kafka as ce_kafka
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
-
-from alerts.envelope import KafkaRecord
+from alerts.envelope import KafkaRecord, cloudevent_record
+from alerts.record_checks import (
+    DecodeStep,
+    check_top_level_finite,
+    metadata_header_value,
+    read_audio_envelope,
+)
 from alerts.schemas import SEGMENT, EventValidationError, validate
 from ingest.frames import BYTES_PER_SAMPLE, SAMPLE_RATE, SpeechSegment
 
@@ -101,7 +101,13 @@ BadSegmentReason = Literal[
     "absurd_duration",    # over MAX_SEGMENT_S, negative, or ends before it starts
     "duration_mismatch",  # declared offsets disagree with the audio's length
 ]
-_FORMAT = JSONFormat()
+_REASONS: dict[DecodeStep, BadSegmentReason] = {
+    "not_a_cloudevent": "not_a_segment",
+    "wrong_type": "not_a_segment",
+    "bad_attributes": "not_a_segment",  # (JSON events only: an audio record has no such step)
+    "non_finite": "non_finite",
+    "bad_data": "bad_metadata",
+}
 
 
 class BadSegment(ValueError):
@@ -164,26 +170,11 @@ def segment_record(
     metadata = segment_metadata(segment, speech_ended_at=max(speech_ended_at, 0.0))
     _check_metadata(metadata)
     _check_audio(metadata, len(segment.pcm))
-    event = CloudEvent(
-        {
-            "specversion": "1.0",
-            "id": segment.segment_id,
-            "source": source,
-            "type": SEGMENT.type,
-            "time": datetime.fromtimestamp(segment.end_time, tz=UTC),
-            "subject": f"rooms/{segment.room_id}",
-            "dataschema": SEGMENT.dataschema,
-            "datacontenttype": SEGMENT_CONTENT_TYPE,
-            "partitionkey": segment.room_id,
-        },
-        _swap_s16(segment.pcm),
-    )
-    message = ce_kafka.to_binary(event, _FORMAT)
-    headers = list(message.headers.items())
-    headers.append((METADATA_HEADER, json.dumps(
-        metadata, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")))
-    return KafkaRecord(topic=topic, key=segment.room_id.encode("utf-8"), headers=headers,
-                       value=bytes(message.value or b""))
+    return cloudevent_record(
+        SEGMENT, topic=topic, event_id=segment.segment_id, source=source,
+        room_id=segment.room_id, time=datetime.fromtimestamp(segment.end_time, tz=UTC),
+        content_type=SEGMENT_CONTENT_TYPE, value=_swap_s16(segment.pcm),
+        extra_headers=[(METADATA_HEADER, metadata_header_value(metadata))])
 
 
 def decode_segment(
@@ -206,20 +197,12 @@ def decode_segment(
             (``wrong_encoding`` / ``wrong_sample_rate``); the audio (``empty_audio``,
             ``odd_byte_count``); durations (``absurd_duration``, ``duration_mismatch``).
     """
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
-    found: dict[str, bytes] = {}
-    for name, raw in pairs:
-        found[name.lower()] = bytes(raw)
-    event_type = _text(found.get("ce_type"))
-    if event_type != SEGMENT.type:
-        what = f"ce_type {event_type!r}" if event_type else "no ce_type header"
-        raise BadSegment("not_a_segment", f"{what}; a segment is a {SEGMENT.type} CloudEvent")
-    if not _text(found.get("ce_id")) or _text(found.get("ce_specversion")) != "1.0":
-        raise BadSegment("not_a_segment", "ce_id missing or ce_specversion is not 1.0")
-    metadata = _parse_metadata(found.get(METADATA_HEADER))
+    found, event_id, metadata = read_audio_envelope(
+        headers, SEGMENT, metadata_header=METADATA_HEADER, text=_text, reject=_reject,
+        expected=f"a segment is a {SEGMENT.type} CloudEvent")
     _check_metadata(metadata)
-    if _text(found.get("ce_id")) != metadata["segment_id"]:
-        raise BadSegment("bad_metadata", f"ce_id {_text(found.get('ce_id'))!r} is not the "
+    if event_id != metadata["segment_id"]:
+        raise BadSegment("bad_metadata", f"ce_id {event_id!r} is not the "
                          f"segment_id {metadata['segment_id']!r}")
     _check_content_type(_text(found.get("content-type")))
     pcm_be = value or b""
@@ -278,25 +261,12 @@ def dead_letter_record(
 # --- checks ------------------------------------------------------------------------------
 
 
-def _parse_metadata(raw: bytes | None) -> dict[str, Any]:
-    if raw is None:
-        raise BadSegment("bad_metadata", f"no {METADATA_HEADER} header")
-    try:
-        # Python's json reads NaN/Infinity (and 1e999 as infinity); they are caught by name
-        # in _check_metadata rather than as an anonymous parse error.
-        parsed = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadSegment("bad_metadata", f"{METADATA_HEADER} header is not JSON: {exc}") from exc
-    if not isinstance(parsed, dict):
-        raise BadSegment("bad_metadata", f"{METADATA_HEADER} header is not a JSON object: "
-                         f"{raw[:80]!r}")
-    return parsed
+def _reject(step: DecodeStep, detail: str) -> BadSegment:
+    return BadSegment(_REASONS[step], detail)
 
 
 def _check_metadata(metadata: Mapping[str, Any]) -> None:
-    for name, v in metadata.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            raise BadSegment("non_finite", f"{name} is {v}")
+    check_top_level_finite(metadata, _reject)
     rate = metadata.get("sample_rate")
     if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate != SAMPLE_RATE:
         raise BadSegment("wrong_sample_rate",

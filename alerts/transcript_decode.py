@@ -27,11 +27,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from alerts.envelope import UNDETERMINED_LANGUAGE, EnvelopeError, KafkaRecord, decode_record
-from alerts.schemas import TRANSCRIPT, EventValidationError, validate, validate_attributes
+from alerts.envelope import UNDETERMINED_LANGUAGE, KafkaRecord
+from alerts.record_checks import DecodeStep, decode_checked, unix_time
+from alerts.schemas import TRANSCRIPT
 from asr.frames import Transcript, Word
 from ingest.frames import SpeechSegment
 
@@ -53,6 +53,14 @@ BadTranscriptReason = Literal[
     "bad_data",          # the value against transcript.v1.json
     "inconsistent",      # valid fields that contradict each other (ids, times, offsets)
 ]
+
+_REASONS: dict[DecodeStep, BadTranscriptReason] = {
+    "not_a_cloudevent": "not_a_transcript",
+    "wrong_type": "not_a_transcript",
+    "bad_attributes": "bad_attributes",
+    "non_finite": "non_finite",
+    "bad_data": "bad_data",
+}
 
 
 class BadTranscript(ValueError):
@@ -95,28 +103,15 @@ def decode_transcript(
             an unreadable speech-ended-at header (``inconsistent``).
     """
     pairs = list(headers.items() if isinstance(headers, Mapping) else headers)
-    try:
-        attributes, data = decode_record(pairs, value if value is not None else b"")
-    except (EnvelopeError, UnicodeDecodeError) as exc:
-        raise BadTranscript("not_a_transcript", str(exc)) from exc
-    if attributes["type"] != TRANSCRIPT.type:
-        raise BadTranscript("not_a_transcript", f"ce_type {attributes['type']!r}; a transcript "
-                            f"is a {TRANSCRIPT.type} CloudEvent")
-    try:
-        validate_attributes(attributes)
-    except (EventValidationError, KeyError) as exc:
-        raise BadTranscript("bad_attributes", str(exc)) from exc
-    _check_finite(data, "")
-    try:
-        validate("transcript", data)
-    except EventValidationError as exc:
-        raise BadTranscript("bad_data", str(exc)) from exc
+    attributes, data = decode_checked(
+        pairs, value, TRANSCRIPT, reject=_reject,
+        expected=f"a transcript is a {TRANSCRIPT.type} CloudEvent")
     if attributes["id"] != data["transcript_id"]:
         raise BadTranscript("inconsistent", f"ce_id {attributes['id']!r} is not the "
                             f"transcript_id {data['transcript_id']!r}")
     speech = data["speech"]
     start_offset, end_offset = float(speech["start_offset_s"]), float(speech["end_offset_s"])
-    start_time, end_time = _unix(speech["start_time"]), _unix(speech["end_time"])
+    start_time, end_time = unix_time(speech["start_time"]), unix_time(speech["end_time"])
     if end_offset < start_offset:
         raise BadTranscript("inconsistent", f"speech.end_offset_s {end_offset} is before "
                             f"speech.start_offset_s {start_offset}")
@@ -158,21 +153,8 @@ def decode_transcript(
     )
 
 
-def _check_finite(value: Any, path: str) -> None:
-    """Python's json reads NaN and Infinity, and NaN slips past ``minimum``/``maximum``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BadTranscript("non_finite", f"{path or '<root>'} is {value}")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_finite(v, f"{path}/{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_finite(v, f"{path}/{i}")
-
-
-def _unix(rfc3339: str) -> float:
-    """An RFC 3339 time (already format-checked by the schema) as Unix time."""
-    return datetime.fromisoformat(rfc3339.upper().replace("Z", "+00:00")).timestamp()
+def _reject(step: DecodeStep, detail: str) -> BadTranscript:
+    return BadTranscript(_REASONS[step], detail)
 
 
 def _speech_ended_at(pairs: list[tuple[str, bytes]], *, default: float) -> float:

@@ -16,20 +16,14 @@ request id): a change of mind is recorded, not swallowed.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, get_args
 
-from cloudevents.core.bindings import kafka as ce_kafka
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
-
-from alerts.envelope import CONTENT_TYPE, KafkaRecord, rfc3339
+from alerts.envelope import KafkaRecord, json_record, rfc3339
 from alerts.schemas import REVIEW, validate
 
 __all__ = [
@@ -48,7 +42,6 @@ ReviewAction = Literal["acknowledge", "dismiss", "escalate"]
 REVIEW_ACTIONS: tuple[str, ...] = get_args(ReviewAction)
 Role = Literal["operator", "auditor"]
 _REVIEW_NAMESPACE = uuid.UUID("3c0f5f7a-2b8e-4d8c-a6b1-7e4f9d2c1a55")
-_FORMAT = JSONFormat()
 NOTE_MAX_CHARS = 2000
 
 
@@ -94,24 +87,8 @@ def review_record(review: Review, *, source: str, topic: str = REVIEWS_TOPIC) ->
     """
     data = review_data(review)
     validate(REVIEW.name, data)
-    when = datetime.fromtimestamp(review.reviewed_at, tz=UTC)
-    event = CloudEvent(
-        {
-            "specversion": "1.0",
-            "id": review.review_id,
-            "source": source,
-            "type": REVIEW.type,
-            "time": when.replace(microsecond=when.microsecond // 1000 * 1000),
-            "subject": f"rooms/{review.room_id}",
-            "dataschema": REVIEW.dataschema,
-            "datacontenttype": CONTENT_TYPE,
-            "partitionkey": review.room_id,
-        },
-        json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
-    )
-    message = ce_kafka.to_binary(event, _FORMAT)
-    return KafkaRecord(topic=topic, key=review.room_id.encode("utf-8"),
-                       headers=list(message.headers.items()), value=bytes(message.value or b""))
+    return json_record(REVIEW, topic=topic, event_id=review.review_id, source=source,
+                       room_id=review.room_id, when=review.reviewed_at, data=data)
 
 
 class ReviewSink(Protocol):
