@@ -45,6 +45,7 @@ from alerts.console.auth import ConsoleAuth, SessionStore, TokenBook
 from alerts.console.export_route import Exporter, export_handler
 from alerts.console.feed import AlertFeed, FeedFullError, sse_frame
 from alerts.console.history import AuditReader, alert_context, evidence_of
+from alerts.console.hooks import EventHook, emit_event
 from alerts.console.live import LiveFeed
 from alerts.console.reviews import (
     REVIEW_ACTIONS,
@@ -58,7 +59,6 @@ __all__ = ["CONSOLE", "Console", "make_console_app"]
 
 log = structlog.get_logger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-EventHook = Callable[[str, Mapping[str, Any]], None]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -282,11 +282,7 @@ class Console:
                                  status=200 if ok else 503)
 
     def _emit(self, name: str, **fields: Any) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(name, fields)
-            except Exception:
-                log.exception("console_event_hook_failed", event=name)
+        emit_event(self._on_event, name, fields)
 
 
 CONSOLE = web.AppKey("console", Console)

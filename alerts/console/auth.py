@@ -22,13 +22,14 @@ import json
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from alerts.console.hooks import EventHook, emit_event
 from alerts.console.settings import ConsoleToken, Role
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 COOKIE_NAME = "rw_console"
-EventHook = Callable[[str, Mapping[str, Any]], None]
 log = structlog.get_logger(__name__)
 
 
@@ -239,11 +239,7 @@ class ConsoleAuth:
         self._emit("denied", status=status)
 
     def _emit(self, name: str, **fields: Any) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(name, fields)
-            except Exception:  # a metrics hook must never break a login
-                log.exception("console_event_hook_failed", event=name)
+        emit_event(self._on_event, name, fields)
 
 
 async def _presented_token(request: web.Request) -> str:

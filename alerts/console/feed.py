@@ -25,12 +25,12 @@ from typing import Any, Literal
 
 import structlog
 
+from alerts.console.hooks import EventHook, emit_event
 from alerts.console.risk import RiskBoard
 
 __all__ = ["AlertFeed", "FeedEvent", "FeedFullError", "StreamClient", "sse_frame"]
 
 EventKind = Literal["alert", "review", "risk", "ready"]
-EventHook = Callable[[str, Mapping[str, Any]], None]
 log = structlog.get_logger(__name__)
 
 
@@ -261,11 +261,7 @@ class AlertFeed:
                 "review": self._reviews.get(alert_id)}
 
     def _emit(self, name: str, **fields: Any) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(name, fields)
-            except Exception:  # a metrics hook must never break the fan-out
-                log.exception("console_event_hook_failed", event=name)
+        emit_event(self._on_event, name, fields)
 
 
 def _trim(mapping: OrderedDict[str, Any], size: int) -> None:

@@ -29,6 +29,7 @@ from aiokafka.client import AIOKafkaClient
 
 from alerts.console.feed import AlertFeed
 from alerts.console.history import AuditReader, recent_history
+from alerts.console.hooks import EventHook, emit_event
 from alerts.console.reviews import REVIEWS_TOPIC
 from alerts.envelope import ALERTS_TOPIC, EnvelopeError, decode_record
 from alerts.escalation_record import ESCALATIONS_TOPIC
@@ -37,7 +38,6 @@ from alerts.schemas import ALERT, ESCALATION, REVIEW, EventValidationError, vali
 __all__ = ["DEFAULT_TOPICS", "ConsoleTopics", "LiveFeed"]
 
 log = structlog.get_logger(__name__)
-EventHook = Callable[[str, Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,8 +248,4 @@ class LiveFeed:
         self._emit("bad_record", reason=reason[:100])
 
     def _emit(self, name: str, **fields: Any) -> None:
-        if self._on_event is not None:
-            try:
-                self._on_event(name, fields)
-            except Exception:
-                log.exception("console_event_hook_failed", event=name)
+        emit_event(self._on_event, name, fields)

@@ -8,10 +8,9 @@ together (``roomwarden console`` and the tests use this).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from aiohttp import web
@@ -20,6 +19,7 @@ from alerts.console.app import Console, make_console_app
 from alerts.console.export_route import Exporter
 from alerts.console.feed import AlertFeed
 from alerts.console.history import AuditReader
+from alerts.console.hooks import EventHook
 from alerts.console.live import DEFAULT_TOPICS, ConsoleTopics, LiveFeed
 from alerts.console.reviews import ReviewDesk
 from alerts.console.risk import RiskBoard
@@ -29,7 +29,6 @@ from alerts.publisher import KafkaPublisher, PublisherParams
 __all__ = ["RunningConsole", "running_console"]
 
 log = structlog.get_logger(__name__)
-EventHook = Callable[[str, Mapping[str, Any]], None]
 
 
 @dataclass
