@@ -20,34 +20,19 @@ from typing import Annotated
 
 import structlog
 import typer
-from pydantic import ValidationError
 
 from roomwarden.cli_audit import audit_app, export_command, verify_command
+from roomwarden.cli_common import ConfigOpt, load_cli_settings
 from roomwarden.cli_console import console
 from roomwarden.cli_model import model_app
 from roomwarden.cli_room import room_app
 from roomwarden.cli_webhooks import webhooks_app
 from roomwarden.cli_worker import worker_app
 from roomwarden.cli_worker_audit import audit as worker_audit
-from roomwarden.logs import configure_logging
-from roomwarden.settings import ConfigFileError, Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="RoomWarden: real-time moderation for live voice rooms.")
 log = structlog.get_logger(__name__)
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")]
-
-
-def _settings(config: Path | None, **overrides: object) -> Settings:
-    try:
-        settings = load_settings(config, **overrides)
-    except (ConfigFileError, ValidationError) as exc:
-        typer.echo(f"roomwarden: bad configuration: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    configure_logging(settings.log.level, settings.log.format)
-    return settings
-
 
 def _run(coro: object) -> int:
     """Run the command; turn the errors a user can fix into one clear line and exit 2."""
@@ -77,7 +62,7 @@ def serve(
     """Serve the WHIP endpoint, the pipeline and /metrics against the configured Kafka; with
     --janus (or janus.url), also tap every VideoRoom (and janus.audiobridge_rooms) of that Janus
     server; pull whep.sources; post in-room notices when notices.enabled."""
-    settings = _settings(config)
+    settings = load_cli_settings(config)
     if host is not None:
         settings.http.host = host
     if port is not None:
@@ -111,7 +96,7 @@ def demo(config: ConfigOpt = None) -> None:
     # The demo's own output is the live alert list; logs only when something goes wrong,
     # unless the user asked for a level.
     overrides = {} if "ROOMWARDEN_LOG__LEVEL" in os.environ else {"log": {"level": "error"}}
-    settings = _settings(config, **overrides)
+    settings = load_cli_settings(config, overrides=overrides)
     from roomwarden.demo import run_demo
 
     raise typer.Exit(_run(run_demo(settings)))
@@ -127,7 +112,7 @@ def moderate(
     config: ConfigOpt = None,
 ) -> None:
     """Moderate recorded audio files (each file is one speaker of the room)."""
-    settings = _settings(config)
+    settings = load_cli_settings(config)
     if rules is not None:
         settings.policy.rules = rules
     missing = [str(f) for f in files if not f.is_file()]

@@ -42,7 +42,8 @@ __all__ = ["audit_app", "export_command", "parse_time", "verify_command"]
 audit_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="The audit log: checkpoints, retention, chain checks.")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")]
+from roomwarden.cli_common import ConfigOpt  # noqa: E402
+
 StoreOpt = Annotated[str | None, typer.Option(
     "--store", help="Audit store URL (default: audit.url).")]
 KeyOpt = Annotated[Path | None, typer.Option(

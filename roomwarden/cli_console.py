@@ -30,7 +30,7 @@ import structlog
 import typer
 
 from alerts.console.settings import ConsoleSettings
-from roomwarden.cli_worker import ConfigOpt, _settings
+from roomwarden.cli_common import ConfigOpt, load_cli_settings
 from roomwarden.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -48,7 +48,7 @@ def console(config: ConfigOpt = None, host: HostOpt = None, port: PortOpt = None
     """Serve the operator console: live alerts, reviews, room risk, the auditor export.
 
     Needs kafka.bootstrap_servers, console.tokens and the audit store (audit.url)."""
-    settings = _settings(config)
+    settings = load_cli_settings(config, need_kafka=True)
     section = settings.console
     if host is not None:
         section.host = host

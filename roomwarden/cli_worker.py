@@ -18,21 +18,18 @@ Registered in :mod:`roomwarden.cli` with ``app.add_typer(worker_app, name="worke
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
 import typer
-from pydantic import ValidationError
 
-from roomwarden.logs import configure_logging
-from roomwarden.settings import ConfigFileError, ConsumerGroupSettings, Settings, load_settings
+from roomwarden.cli_common import ConfigOpt, load_cli_settings
+from roomwarden.settings import ConsumerGroupSettings, Settings
 
 worker_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Pipeline stages as Kafka consumer-group workers.")
 log = structlog.get_logger(__name__)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")]
 MetricsPortOpt = Annotated[int | None, typer.Option(
     help="Port of /metrics and /healthz (<worker>.metrics_port; 0 = any).")]
 GroupIdOpt = Annotated[str | None, typer.Option(help="Consumer group (<worker>.group_id).")]
@@ -51,8 +48,8 @@ def asr(config: ConfigOpt = None, metrics_port: MetricsPortOpt = None,
 
     Transcripts go to kafka.transcripts_topic, rejected records to asr_worker.dlq_topic;
     offsets are committed only after Kafka acked the output."""
-    settings = _settings(config)
-    _override(settings.asr_worker, metrics_port, group_id)
+    settings = load_cli_settings(config, need_kafka=True)
+    override_group(settings.asr_worker, metrics_port, group_id)
     raise typer.Exit(_run(run_asr_worker(settings)))
 
 
@@ -63,26 +60,12 @@ def policy(config: ConfigOpt = None, metrics_port: MetricsPortOpt = None,
 
     Alerts go to kafka.alerts_topic, unreadable transcripts to policy_worker.dlq_topic;
     offsets are committed only after Kafka acked the output."""
-    settings = _settings(config)
-    _override(settings.policy_worker, metrics_port, group_id)
+    settings = load_cli_settings(config, need_kafka=True)
+    override_group(settings.policy_worker, metrics_port, group_id)
     raise typer.Exit(_run(run_policy_worker(settings)))
 
 
-def _settings(config: Path | None) -> Settings:
-    try:
-        settings = load_settings(config)
-    except (ConfigFileError, ValidationError) as exc:
-        typer.echo(f"roomwarden: bad configuration: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    configure_logging(settings.log.level, settings.log.format)
-    if not settings.kafka.bootstrap_servers:
-        typer.echo("roomwarden: set kafka.bootstrap_servers (ROOMWARDEN_KAFKA__BOOTSTRAP_SERVERS)",
-                   err=True)
-        raise typer.Exit(2)
-    return settings
-
-
-def _override(params: ConsumerGroupSettings, metrics_port: int | None,
+def override_group(params: ConsumerGroupSettings, metrics_port: int | None,
               group_id: str | None) -> None:
     if metrics_port is not None:
         params.metrics_port = metrics_port

@@ -25,7 +25,8 @@ import structlog
 import typer
 
 from alerts.audit.settings import AuditSettings
-from roomwarden.cli_worker import ConfigOpt, GroupIdOpt, MetricsPortOpt, _override, _settings
+from roomwarden.cli_common import ConfigOpt, load_cli_settings
+from roomwarden.cli_worker import GroupIdOpt, MetricsPortOpt, override_group
 from roomwarden.settings import AuditWorkerSettings, Settings
 
 log = structlog.get_logger(__name__)
@@ -44,9 +45,9 @@ def audit(config: ConfigOpt = None, store: StoreOpt = None, key: KeyOpt = None,
     Each poll is appended in one store transaction; offsets are committed only after that, so
     everything acknowledged on Kafka is in the log after a crash. Bad records go to
     audit_worker.dlq_topic."""
-    settings = _settings(config)
+    settings = load_cli_settings(config, need_kafka=True)
     audit_settings, worker_settings = settings.audit, settings.audit_worker
-    _override(worker_settings, metrics_port, group_id)
+    override_group(worker_settings, metrics_port, group_id)
     if store is not None:
         audit_settings.url = store
     if key is not None:

@@ -17,6 +17,7 @@ from roomwarden.settings import Settings
 
 
 def run(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> tuple[int, str]:
+    monkeypatch.delenv("ROOMWARDEN_CONFIG", raising=False)  # an earlier load_settings(file) sets it
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     app = typer.Typer()
