@@ -17,13 +17,13 @@ import contextlib
 import secrets
 import sys
 import time
-from datetime import datetime
 from typing import TextIO
 
 import structlog
 from pydantic import SecretStr
 
 from alerts.envelope import decode_record
+from alerts.record_checks import unix_time
 from ingest.whip_client import publish_file
 from policy.frames import Alert
 from roomwarden.app import running_pipeline, serving
@@ -33,10 +33,6 @@ from roomwarden.sample_room import check_alerts, load_sample_room, observed_from
 from roomwarden.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-
-def _unix(rfc3339: str) -> float:
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
 def _clock(seconds: float) -> str:
@@ -90,7 +86,7 @@ async def run_demo(settings: Settings, out: TextIO = sys.stdout) -> int:
     # readback), so an earlier run's last alerts could otherwise be read again.
     events = [decode_record(list(r.headers), r.value)[1] for r in records]
     observed = observed_from_events(
-        (e for e in events if _unix(str(e["detected_at"])) >= started_at), room.room_id)
+        (e for e in events if unix_time(str(e["detected_at"])) >= started_at), room.room_id)
     check = check_alerts(room, observed)
     print(f"\nsummary: {len(observed)} alerts on Kafka, {len(room.expected)} expected, "
           f"{len(room.near_misses)} benign/near-miss utterances", file=out)
