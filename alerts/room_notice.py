@@ -58,9 +58,11 @@ def notice_text(alert: Alert) -> str:
             f"{alert.severity}); suggested action: {alert.suggestion}.")
 
 
-def host_warning_text(escalation: Escalation) -> str:
-    """The in-room notice for an escalation's host warning: who, and why (not the words)."""
-    return (f"RoomWarden: {escalation.speaker_id} may have broken the room rules "
+def host_warning_text(escalation: Escalation, speaker_name: str = "") -> str:
+    """The in-room notice for an escalation's host warning: who (the display name where the
+    source has one), and why (not the words said)."""
+    who = speaker_name or escalation.speaker_id
+    return (f"RoomWarden: {who} may have broken the room rules "
             f"({escalation.reason}). Host: please remind them of the rules.")
 
 
@@ -298,7 +300,8 @@ class RoomNoticeSink:
     def warn(self, escalation: Escalation, alert: Alert) -> None:
         """Post an escalation's host warning into the room, in the background. The escalation
         ladder already decided it (confidence, cooldowns), so no threshold applies here."""
-        self._spawn(self._send(escalation.room_id, alert.alert_id, host_warning_text(escalation)))
+        text = host_warning_text(escalation, alert.transcript.segment.speaker_name)
+        self._spawn(self._send(escalation.room_id, alert.alert_id, text))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

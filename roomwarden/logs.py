@@ -40,7 +40,10 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
         logger_factory=lambda *_: _StderrLogger(),
-        cache_logger_on_first_use=True,
+        # Not cached: module-level loggers then follow a later structlog.configure (tests'
+        # capture_logs after a command configured logging). We log per utterance, not per
+        # frame, so the few microseconds per call do not show.
+        cache_logger_on_first_use=False,
     )
     logging.basicConfig(stream=sys.stderr, level=max(lvl, logging.WARNING), force=True)
     # aioice/aiortc log every ICE check at INFO; keep them quiet unless debugging.

@@ -44,7 +44,8 @@ async def test_alerts_wait_for_kafka_and_then_arrive_once() -> None:
         await asyncio.wait_for(pipeline.segments.join(), 10)
         await asyncio.wait_for(pipeline._transcripts.join(), 10)
         assert gauge(metrics, "roomwarden_kafka_connected") == 0
-        assert gauge(metrics, "roomwarden_kafka_buffered_records") == 6  # 3 transcripts+3 alerts
+        # 3 transcripts + 3 alerts + the 3 flagged segments' evidence audio
+        assert gauge(metrics, "roomwarden_kafka_buffered_records") == 9
         assert gauge(metrics, "roomwarden_alert_latency_seconds_count") == 0
 
         async with LocalBroker(port=port) as broker:
