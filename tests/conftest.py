@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import pytest_asyncio
+import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from asr.frames import ConfidenceClass, Transcript, Word
@@ -80,6 +81,13 @@ async def consume(
         await consumer.stop()
     got.sort(key=lambda r: (r.partition, r.offset))
     return got
+
+
+@pytest.fixture(autouse=True)
+def structlog_defaults() -> None:
+    """Every test starts from structlog's defaults: a command run by an earlier test
+    (``configure_logging``) must not filter what a later test captures with ``capture_logs``."""
+    structlog.reset_defaults()
 
 
 @pytest.fixture
