@@ -10,11 +10,12 @@
    almost all text: t2s is character for character); otherwise character by character, keeping
    a character whose conversion would change the length.
 3. :func:`_tokens` -- word tokens: letters/digits, inner apostrophes dropped (``don't`` ->
-   ``dont``), every other run of punctuation, symbols or whitespace is a separator. Inside each
-   token, :func:`policy.leet.fold_token` folds leetspeak and look-alike letters (``k1ll`` ->
-   ``kill``, Cyrillic ``іdiot`` -> ``idiot``) when the token mixes them with letters. A token
-   is split where Chinese/Japanese characters meet other letters, so English words next to
-   Chinese keep their word boundaries.
+   ``dont``), every other run of punctuation, symbols or whitespace is a separator. A token is
+   first split where Chinese/Japanese characters meet anything else, so English words and
+   numbers next to Chinese keep their boundaries (``我有100块`` -> ``我有 100 块``). Inside each
+   piece outside Chinese/Japanese, :func:`policy.leet.fold_token` folds leetspeak and look-alike
+   letters (``k1ll`` -> ``kill``, Cyrillic ``іdiot`` -> ``idiot``) when it mixes them with
+   letters.
 4. :func:`_join_spelled` -- three or more single-letter Latin tokens in a row are one spelled-out
    word (``f u c k``, ``f.u.c.k`` -> ``fuck``); one or two single letters (``a``, ``i``, ``plan
    b``) stay words.
@@ -41,6 +42,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from asr.script import to_simplified
 from policy.leet import fold_token
@@ -65,13 +67,12 @@ _UNSPACED_RUN = re.compile(f"[{UNSPACED_CHARS}]+")
 _SIMPLE_TOKEN = re.compile(f"[a-z]+|[0-9]+|[{UNSPACED_CHARS}]+")
 """A token that leet/look-alike folding leaves alone and that is one script: Latin letters
 only, digits only (a number), or one Chinese/Japanese run."""
+_SCRIPT_PIECE = re.compile(f"[a-z]+|[0-9]+|[{UNSPACED_CHARS}]+")
+"""The pieces a token mixing scripts splits into (see :func:`_simple_tokens_only`)."""
 _UNSPACED_GAP = re.compile(f"[{UNSPACED_CHARS}] [{UNSPACED_CHARS}]")
 """Two Chinese/Japanese tokens in a row (joined without the space)."""
 _HAN_WORD = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]+")
 """A run of CJK Unified Ideographs (every one a word character, so one token)."""
-_SCRIPT_RUN = re.compile(
-    r"[\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+"
-    r"|[^\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 # ASCII text that the fast path cannot handle: letters mixed with leet characters, or three
 # single letters in a row. Over-matching only sends text to the (equivalent) slow path.
 _ASCII_SLOW = re.compile(
@@ -209,7 +210,9 @@ _Token = tuple[str, list[int], list[bool]]
 
 
 def _tokens(folded: str) -> list[_Token]:
-    """Word tokens of the folded text, leet-folded and split at script changes."""
+    """Word tokens of the folded text, split at script changes, then leet-folded: a number
+    next to Chinese is a number ("我有100块"), only Latin letters mixed with digits or symbols
+    are leet ("k1ll你")."""
     out: list[_Token] = []
     for m in _TOKEN.finditer(folded):
         s = m.start()
@@ -217,23 +220,35 @@ def _tokens(folded: str) -> list[_Token]:
         if _SIMPLE_TOKEN.fullmatch(raw):  # nothing to fold or split
             out.append((raw, list(range(s, m.end())), [False] * len(raw)))
             continue
-        word = _APOS.sub("", raw)
-        positions = (list(range(s, s + len(raw))) if len(word) == len(raw)
-                     else [s + k for k, c in enumerate(raw) if c not in _APOSTROPHES])
-        word, changed = fold_token(word)
-        flags = [a != b for a, b in zip(word, "".join(folded[p] for p in positions),
-                                        strict=True)] if changed else [False] * len(word)
-        # @ and $ left over (not leet here): separators, as any other symbol.
-        pieces = ([(p.start(), p.end()) for p in re.finditer(r"[^@$]+", word)]
-                  if "@" in word or "$" in word else [(0, len(word))])
-        for a, b in pieces:
-            piece = word[a:b]
-            if piece.isascii():
-                out.append((piece, positions[a:b], flags[a:b]))
-                continue
-            for r in _SCRIPT_RUN.finditer(piece):
-                ra, rb = a + r.start(), a + r.end()
-                out.append((word[ra:rb], positions[ra:rb], flags[ra:rb]))
+        at = 0
+        for r in _UNSPACED_RUN.finditer(raw):  # Chinese/Japanese runs: never leet
+            if r.start() > at:
+                out += _latin_tokens(folded, s + at, raw[at:r.start()])
+            out.append((r.group(), list(range(s + r.start(), s + r.end())),
+                        [False] * len(r.group())))
+            at = r.end()
+        if at < len(raw):
+            out += _latin_tokens(folded, s + at, raw[at:])
+    return out
+
+
+def _latin_tokens(folded: str, s: int, raw: str) -> list[_Token]:
+    """A token's piece outside Chinese/Japanese (starting at ``s``), leet-folded, split at
+    leftover ``@`` / ``$``."""
+    out: list[_Token] = []
+    word = _APOS.sub("", raw)
+    positions = (list(range(s, s + len(raw))) if len(word) == len(raw)
+                 else [s + k for k, c in enumerate(raw) if c not in _APOSTROPHES])
+    if not word:
+        return out
+    word, changed = fold_token(word)
+    flags = [a != b for a, b in zip(word, "".join(folded[p] for p in positions),
+                                    strict=True)] if changed else [False] * len(word)
+    # @ and $ left over (not leet here): separators, as any other symbol.
+    pieces = ([(p.start(), p.end()) for p in re.finditer(r"[^@$]+", word)]
+              if "@" in word or "$" in word else [(0, len(word))])
+    for a, b in pieces:
+        out.append((word[a:b], positions[a:b], flags[a:b]))
     return out
 
 
@@ -326,7 +341,18 @@ def _simple_tokens_only(folded: str) -> tuple[str, list[int]] | None:
     spans = [m.span() for m in _TOKEN.finditer(folded)]
     words = [folded[s:e] for s, e in spans]
     if not all(map(_SIMPLE_TOKEN.fullmatch, words)):
-        return None
+        # A token of Latin letters (or digits) against Chinese, "qq供应": the general path
+        # splits it where the scripts meet; so can we, if each piece is simple and no letters
+        # touch digits (that is leet's to fold: "k1ll").
+        pieces = [m.span() for s, e in spans
+                  for m in _SCRIPT_PIECE.finditer(folded, s, e)]
+        if sum(e - s for s, e in pieces) != sum(e - s for s, e in spans):
+            return None  # something in a token is not a simple piece (an apostrophe, @, é)
+        if any(e1 == s2 and folded[e1 - 1].isascii() and folded[s2].isascii()
+               for (_, e1), (s2, _) in pairwise(pieces)):
+            return None  # letters against digits inside one token
+        spans = pieces
+        words = [folded[s:e] for s, e in spans]
     joined = " ".join(words)
     if _SPELLED_WORDS.search(f" {joined} ") or _UNSPACED_GAP.search(joined):
         return None

@@ -31,7 +31,7 @@ from pypinyin import Style, lazy_pinyin
 from policy.normalize import UNSPACED_CHARS, is_unspaced
 
 __all__ = ["PinyinMode", "PinyinText", "is_han", "pinyin_text", "pinyin_units", "syllable",
-           "term_readings"]
+           "term_readings", "untoned"]
 
 PinyinMode = Literal["off", "toneless", "tones"]
 """``off``: no sound-alike matching; ``toneless``: syllables without tones; ``tones``: with."""
@@ -139,6 +139,19 @@ def pinyin_units(normalized: str, tones: bool = False) -> str:
     if _ALL_UNSPACED.fullmatch(normalized):  # all Chinese: every unit is one syllable
         return normalized.translate(_SYLLABLE_TABLES[tones])[:-1]
     return " ".join(normalized.translate(_UNIT_TABLES[tones]).split())
+
+
+def untoned(normalized: str, toned: str) -> str:
+    """``pinyin_units(normalized, False)`` given ``toned = pinyin_units(normalized, True)``.
+
+    All-Chinese text: the tone digits dropped (each of the 20,991 CJK characters' toneless
+    syllable is its toned one without the digit) instead of a second lookup per character,
+    on UTF-8 bytes (a multi-byte character never contains the bytes of ``1``-``5``, and
+    ``bytes.translate`` deletes ten times faster than ``str.translate``). Other text, whose
+    typed tokens may hold digits, is read again."""
+    if _ALL_UNSPACED.fullmatch(normalized):
+        return toned.encode("utf-8").translate(None, b"12345").decode("utf-8")
+    return pinyin_units(normalized, False)
 
 
 def pinyin_text(normalized: str, tones: bool = False, units: str | None = None) -> PinyinText:

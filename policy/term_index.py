@@ -11,7 +11,8 @@
 * fuzzy, when the text has a letter three times in a row: terms and text with runs of a
   repeated letter squeezed to one (``fuuuck``, ``kiiiill`` -> ``fuck``, ``kil``).
 * pinyin, when the text has Chinese characters: term and text syllables
-  (:mod:`policy.pinyin`), toneless or with tones.
+  (:mod:`policy.pinyin`), toneless or with tones; two-character terms always with tones (two
+  toneless syllables match everyday words: 没有 would read as 美幼).
 
 The common case (plain ASCII text, no match) is one lowercase, a few C-level scans and one
 automaton call; offsets are computed (:func:`~policy.normalize.normalize`) only once something
@@ -35,7 +36,7 @@ from asr.script import contains_han
 from policy.frames import MATCH_KINDS, MatchKind
 from policy.matcher import AutomatonMatcher
 from policy.normalize import NormalizedText, normalize, normalize_text
-from policy.pinyin import PinyinMode, pinyin_text, pinyin_units, term_readings
+from policy.pinyin import PinyinMode, pinyin_text, pinyin_units, term_readings, untoned
 
 __all__ = ["KIND_RANK", "Found", "Term", "TermIndex", "squeeze"]
 
@@ -84,6 +85,11 @@ def _squeeze_with_spans(text: str) -> tuple[str, list[int], list[int]]:
     return "".join(out), starts, ends
 
 
+def _no_latin(text: str) -> bool:
+    """Whether every non-space character of ``text`` is Chinese (nothing typed in Latin)."""
+    return not any(c.isascii() and c.isalnum() for c in text)
+
+
 def _plain(s: str) -> str:
     return " ".join(s.casefold().split())
 
@@ -107,7 +113,8 @@ class TermIndex:
         variants: list[tuple[int, MatchKind]] = []
         main: list[tuple[str, int]] = []
         fuzzy_phrases: list[tuple[str, int]] = []
-        sound: list[tuple[str, int]] = []
+        sound: dict[bool, list[tuple[str, int]]] = {False: [], True: []}  # tones -> phrases
+        typed_only: set[int] = set()
 
         def add(into: list[tuple[str, int]], phrase: str, key: int, kind: MatchKind) -> None:
             into.append((phrase, len(variants)))
@@ -124,13 +131,28 @@ class TermIndex:
                 for reading in term_readings(n):
                     add(main, " ".join(reading), key, "pinyin")
                     add(main, "".join(reading), key, "pinyin")
-                for reading in term_readings(n, tones=pinyin == "tones"):
-                    add(sound, " ".join(reading), key, "pinyin")
+                # Two syllables without tones are too common a sound: a 10,000-term lexicon
+                # read toneless flags 没有 (mei you) as 美幼 and 一起你 as 骑你 in half of
+                # everyday Chinese. A two-character term sounds alike only with its tones
+                # (读品 dú pǐn still reads as 毒品); longer terms follow ``pinyin``.
+                # Typed syllables carry no tone (我们去du博吧), so a two-character term is also
+                # read toneless, but such a match counts only where part of it was typed.
+                tones = pinyin == "tones" or len(n) == 2
+                for reading in term_readings(n, tones=tones):
+                    add(sound[tones], " ".join(reading), key, "pinyin")
+                if tones and pinyin == "toneless":
+                    for reading in term_readings(n):
+                        typed_only.add(len(variants))
+                        add(sound[False], " ".join(reading), key, "pinyin")
         self._variants = variants
         self._main = AutomatonMatcher(main)
         self._fuzzy = AutomatonMatcher(fuzzy_phrases) if fuzzy_phrases else None
-        self._sound = AutomatonMatcher(sound) if sound else None
-        self._tones = pinyin == "tones"
+        self._sound: tuple[tuple[AutomatonMatcher, bool], ...] = tuple(
+            (AutomatonMatcher(phrases), tones) for tones, phrases in sorted(
+                sound.items(), reverse=True) if phrases)  # toned first: toneless derives from it
+        """The sound-alike automata: (automaton, whether its syllables carry tones)."""
+        self._typed_only = frozenset(typed_only)
+        """Toneless variants of two-character terms: kept only when part was typed in Latin."""
 
     def find(self, text: str) -> list[Found]:
         """Every term occurrence in ``text``, ordered by (start, end, key)."""
@@ -148,12 +170,19 @@ class TermIndex:
             fuzzy = [(starts[s], ends[e - 1], v) for s, e, v in
                      self._fuzzy.find_unordered(squeezed)]
         sound: list[tuple[int, int, int]] = []
-        if self._sound is not None and not plain and contains_han(ntext):
-            units = pinyin_units(ntext, self._tones)
-            found = self._sound.find_unordered(units)
-            if found:  # only now the unit spans, to map the matches back
-                pt = pinyin_text(ntext, self._tones, units)
-                sound = [(*pt.normalized_span(s, e), v) for s, e, v in found]
+        if self._sound and not plain and contains_han(ntext):
+            toned = ""
+            for automaton, tones in self._sound:
+                units = (untoned(ntext, toned) if toned and not tones
+                         else pinyin_units(ntext, tones))
+                toned = units if tones else toned
+                found = automaton.find_unordered(units)
+                if found:  # only now the unit spans, to map the matches back
+                    pt = pinyin_text(ntext, tones, units)
+                    for s, e, v in found:
+                        start, end = pt.normalized_span(s, e)
+                        if v not in self._typed_only or not _no_latin(ntext[start:end]):
+                            sound.append((start, end, v))
         if not main and not fuzzy and not sound:
             return []
         if norm is None:

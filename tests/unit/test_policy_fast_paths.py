@@ -60,7 +60,11 @@ def test_chinese_only_normalize_matches_general_path() -> None:
 
 def test_every_fast_path_matches_general_path() -> None:
     pieces = _MIXED_PIECES + _ASCII_PIECES + ["QQ", "ok", "app", "2024", "x"]
-    for text in _texts(pieces, 4000, 7) + _texts(["QQ", " ", "赌博", "a", "b", "c", "，"], 500, 8):
+    code_switching = ["QQ", "qq", "wx", "du", "k1ll", "123", "4th", " ", "赌博", "供应", "号", "a",
+                      "b", "c", "，", ".", "'s", "々", "カタ", "é"]
+    for text in (_texts(pieces, 4000, 7) + _texts(["QQ", " ", "赌博", "a", "b", "c", "，"], 500, 8)
+                 + _texts(code_switching, 4000, 9)
+                 + ["QQ供应保健品数据", "加微信wx123号", "我们去du博吧", "k1ll你", "你k1ll"]):
         assert normalize(text) == _normalize_tokens(text), text
 
 

@@ -87,3 +87,13 @@ def test_original_span_rejects_bad_spans() -> None:
 def test_normalize_term_matches_normalize() -> None:
     assert normalize_term("  Shut UP, loser! ") == "shut up loser"
     assert normalize_term("I'll kill you") == "ill kill you"
+
+
+@pytest.mark.parametrize(("text", "normalized"), [
+    ("我有100块", "我有 100 块"),          # a number next to Chinese is a number, not leet
+    ("加微信123号", "加微信 123 号"),
+    ("k1ll你", "kill 你"),                 # Latin letters with digits still are
+    ("QQ供应保健品", "qq 供应保健品"),       # split where the scripts meet
+])
+def test_code_switching_splits_scripts_and_folds_only_latin(text: str, normalized: str) -> None:
+    assert normalize(text).text == normalized
