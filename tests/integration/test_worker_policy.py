@@ -61,6 +61,16 @@ def worker_settings(bootstrap: str, instance: str, topics: dict[str, str]) -> Se
     return settings
 
 
+async def all_committed(bootstrap: str, group: str, topic: str, ends: dict[int, int],
+                        worker: asyncio.Task[int], timeout_s: float = 60.0) -> None:
+    """Wait until the worker's group committed every partition of ``topic`` to ``ends``."""
+    deadline = time.monotonic() + timeout_s
+    while await committed(bootstrap, group, topic) != ends:
+        assert time.monotonic() < deadline, "the policy worker did not commit it all"
+        assert not worker.done(), worker
+        await asyncio.sleep(0.2)
+
+
 async def test_policy_worker_turns_transcripts_into_alerts_and_dead_letters_bad_ones(
         kafka_broker: str) -> None:
     run = uuid.uuid4().hex[:8]
@@ -95,11 +105,7 @@ async def test_policy_worker_turns_transcripts_into_alerts_and_dead_letters_bad_
             TopicWatcher(kafka_broker, topics["dlq"]) as dlq:
         worker = asyncio.create_task(run_policy_worker(settings, stop))
         try:
-            deadline = time.monotonic() + 60
-            while await committed(kafka_broker, w.group_id, topics["transcripts"]) != ends:
-                assert time.monotonic() < deadline, "the policy worker did not commit it all"
-                assert not worker.done(), worker
-                await asyncio.sleep(0.2)
+            await all_committed(kafka_broker, w.group_id, topics["transcripts"], ends, worker)
             elapsed = time.monotonic() - t0
             await asyncio.sleep(0.3)  # let the watchers catch up
         finally:
@@ -154,11 +160,7 @@ async def test_policy_worker_escalates_a_rant_like_the_pure_ladder(kafka_broker:
     async with TopicWatcher(kafka_broker, topics["escalations"]) as escalations:
         worker = asyncio.create_task(run_policy_worker(settings, stop))
         try:
-            deadline = time.monotonic() + 60
-            while await committed(kafka_broker, w.group_id, topics["transcripts"]) != ends:
-                assert time.monotonic() < deadline, "the policy worker did not commit it all"
-                assert not worker.done(), worker
-                await asyncio.sleep(0.2)
+            await all_committed(kafka_broker, w.group_id, topics["transcripts"], ends, worker)
             await asyncio.sleep(0.3)
         finally:
             stop.set()
