@@ -29,7 +29,7 @@ from ingest.whep_pull import WhepPuller
 from ingest.whip import WhipEndpoint
 from policy.classifier import load_classifier
 from policy.engine import PolicyEngine
-from policy.escalation import Escalation, EscalationPolicy, Escalator
+from policy.escalation import EscalationPolicy, Escalator
 from policy.frames import Alert
 from policy.rules import RulePack, default_pack_path
 from roomwarden.escalations import EscalationStage, HostWarningSink, WebhookWarnings
@@ -184,24 +184,15 @@ def host_warning_sinks(notices: RoomNoticeSink | None,
 
 
 def build_escalations(settings: Settings, publisher: KafkaPublisher | None, *,
-                      host_warnings: Sequence[HostWarningSink] = (),
-                      metrics: Metrics | None = None) -> EscalationStage | None:
+                      host_warnings: Sequence[HostWarningSink] = ()) -> EscalationStage | None:
     """The escalation ladder of ``policy.escalate`` (default thresholds and cooldowns of
     :class:`policy.escalation.EscalationPolicy`), publishing to ``kafka.escalations_topic`` and
     handing its host warnings to ``host_warnings``."""
     if not settings.policy.escalate:
         return None
-    counted: Callable[[Escalation], None] | None = None
-    if metrics is not None:
-        escalations = metrics.escalations
-
-        def counted(escalation: Escalation) -> None:
-            escalations.labels(action=escalation.action).inc()
-
     return EscalationStage(Escalator(EscalationPolicy()), sink=publisher,
                            source=f"/roomwarden/{settings.instance}",
-                           topic=settings.kafka.escalations_topic, host_warnings=host_warnings,
-                           on_escalation=counted)
+                           topic=settings.kafka.escalations_topic, host_warnings=host_warnings)
 
 
 @asynccontextmanager

@@ -140,7 +140,7 @@ async def run_policy_worker(settings: Settings, stop: asyncio.Event | None = Non
     # The ladder decides host warnings when on; the worker publishes its records itself (sink
     # None) so that the commit waits for their acks.
     webhooks = build_webhooks(settings, metrics.base)
-    escalations = build_escalations(settings, None, metrics=metrics.base,
+    escalations = build_escalations(settings, None,
                                     host_warnings=host_warning_sinks(notices, webhooks))
     try:
         if webhooks is not None:

@@ -99,6 +99,7 @@ class PolicyHandler:
             if alerts and self._escalations is not None:
                 for escalation in self._escalations.decide(alerts):
                     escalations_total += 1
+                    m.escalations.labels(action=escalation.action).inc()
                     await out.publish(self._escalations.record(escalation))
         return {"transcripts": len(batch), "alerts": alerts_total,
                 "escalations": escalations_total}
